@@ -1,0 +1,137 @@
+"""SimMIM's pretraining augmentation as a lightly-style transform."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+import torchvision.transforms.v2 as T
+from PIL.Image import Image
+from torch import Tensor
+
+from lightly_simmim.masking import SimMIMMaskGenerator
+
+#: ImageNet statistics in lightly's format (``lightly.transforms.utils``).
+IMAGENET_NORMALIZE: dict[str, list[float]] = {
+    "mean": [0.485, 0.456, 0.406],
+    "std": [0.229, 0.224, 0.225],
+}
+
+ImageInput = Image | Tensor
+
+
+class SimMIMTransform:
+    """Random resized crop, horizontal flip and normalisation, one view per image.
+
+    Follows lightly's transform conventions: call it on a PIL image or a (C, H, W)
+    tensor (uint8 in [0, 255] or float in [0, 1]) and get a list of views, so it
+    composes with ``LightlyDataset`` and ``MultiViewCollate``. With a mask generator
+    the list is ``[view, mask]`` (mask bool (h, w), True = masked), so masks can be
+    drawn in data loader workers; collated, that is ``[views (B, C, H, W),
+    masks (B, h, w)]``.
+
+    Defaults are the paper's: ``RandomResizedCrop(scale=(0.67, 1), ratio=(3/4, 4/3))``,
+    flip with p=0.5, ImageNet normalisation.
+
+    Args:
+        input_size: Output size, an int or (H, W).
+        min_scale: Smallest crop area fraction.
+        max_scale: Largest crop area fraction.
+        crop_ratio: Aspect ratio range of the crop.
+        hf_prob: Probability of a horizontal flip.
+        in_chans: Channels of the output: PIL images are converted to ``"L"`` (1) or
+            ``"RGB"`` (3); a 1-channel tensor is repeated to 3 channels if needed.
+        normalize: ``{"mean": [...], "std": [...]}`` with one value per channel, or
+            None for no normalisation.
+        mask_generator: If given, its mask is appended to the returned list.
+
+    Raises:
+        ValueError: If ``normalize`` does not have ``in_chans`` values, or the sizes
+            of the mask generator and the transform differ.
+    """
+
+    def __init__(
+        self,
+        input_size: int | tuple[int, int] = 192,
+        min_scale: float = 0.67,
+        max_scale: float = 1.0,
+        crop_ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0),
+        hf_prob: float = 0.5,
+        in_chans: int = 3,
+        normalize: Mapping[str, Sequence[float]] | None = IMAGENET_NORMALIZE,
+        mask_generator: SimMIMMaskGenerator | None = None,
+    ) -> None:
+        size = (input_size, input_size) if isinstance(input_size, int) else input_size
+        self.input_size = (int(size[0]), int(size[1]))
+        if not 0.0 < min_scale <= max_scale <= 1.0:
+            raise ValueError(
+                f"Need 0 < min_scale <= max_scale <= 1, got {min_scale}, {max_scale}."
+            )
+        if in_chans not in (1, 3):
+            raise ValueError(f"in_chans must be 1 or 3 for images, got {in_chans}.")
+        if normalize is not None and (
+            len(normalize["mean"]) != in_chans or len(normalize["std"]) != in_chans
+        ):
+            raise ValueError(
+                f"normalize has {len(normalize['mean'])} mean and "
+                f"{len(normalize['std'])} std values but in_chans={in_chans}; "
+                f"pass per-channel statistics of your data, e.g. "
+                f"{{'mean': [0.286], 'std': [0.353]}} for Fashion-MNIST."
+            )
+        if mask_generator is not None and mask_generator.input_size != self.input_size:
+            raise ValueError(
+                f"mask_generator.input_size {mask_generator.input_size} differs from "
+                f"the transform's input_size {self.input_size}."
+            )
+        self.in_chans = in_chans
+        self.mask_generator = mask_generator
+        steps: list[T.Transform] = [
+            T.RandomResizedCrop(
+                self.input_size,
+                scale=(min_scale, max_scale),
+                ratio=crop_ratio,
+                interpolation=T.InterpolationMode.BICUBIC,
+                antialias=True,
+            ),
+            T.RandomHorizontalFlip(p=hf_prob),
+            T.ToImage(),
+            T.ToDtype(torch.float32, scale=True),
+        ]
+        if normalize is not None:
+            steps.append(
+                T.Normalize(mean=list(normalize["mean"]), std=list(normalize["std"]))
+            )
+        self.transform = T.Compose(steps)
+
+    def _to_channels(self, image: ImageInput) -> ImageInput:
+        if isinstance(image, Image):
+            mode = "L" if self.in_chans == 1 else "RGB"
+            return image if image.mode == mode else image.convert(mode)
+        if image.ndim != 3:
+            raise ValueError(
+                f"Expected a (C, H, W) image tensor, got shape {tuple(image.shape)}."
+            )
+        channels = image.shape[0]
+        if channels == self.in_chans:
+            return image
+        if channels == 1:
+            return image.expand(self.in_chans, -1, -1)
+        raise ValueError(
+            f"Image has {channels} channels but in_chans={self.in_chans}; convert it "
+            f"or set in_chans={channels}."
+        )
+
+    def __call__(self, image: ImageInput) -> list[Tensor]:
+        """Transforms one image.
+
+        Args:
+            image: PIL image, or (C, H, W) tensor.
+
+        Returns:
+            ``[view]`` with view (in_chans, H, W), or ``[view, mask]`` with a mask
+            generator (mask bool (H / model_patch_size, W / model_patch_size)).
+        """
+        view: Tensor = self.transform(self._to_channels(image))
+        if self.mask_generator is None:
+            return [view]
+        return [view, self.mask_generator(batch_size=1)[0]]
