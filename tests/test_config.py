@@ -1,0 +1,96 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lightly_simmim.config import (
+    Config,
+    ConfigError,
+    apply_overrides,
+    dump_config,
+    load_config,
+    to_dict,
+)
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_load_config__defaults_without_file() -> None:
+    config = load_config()
+    assert config == Config()
+    assert config.method.name == "simmim"
+
+
+def test_load_config__yaml_then_overrides(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        "method:\n  name: mae\n  mask_ratio: 0.75\n"
+        "optim:\n  base_lr: 1.0e-4\n  betas: [0.9, 0.95]\n"
+        "trainer:\n  precision: bf16-mixed\n",
+    )
+    config = load_config(path, ["optim.base_lr=2e-4", "method.mask_ratio=0.5"])
+    assert config.method.name == "mae"
+    assert config.method.options == {"mask_ratio": 0.5}
+    assert config.optim.base_lr == 2e-4  # command line beats YAML
+    assert config.optim.betas == [0.9, 0.95]
+    assert config.trainer.precision == "bf16-mixed"
+    assert config.optim.weight_decay == 0.05  # typed default kept
+
+
+def test_load_config__misspelt_key_names_nearest(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"optim\.base_lrr.*Did you mean 'base_lr'"):
+        load_config(None, ["optim.base_lrr=1"])
+    path = _write(tmp_path, "trainr:\n  epochs: 3\n")
+    with pytest.raises(ConfigError, match="Did you mean 'trainer'"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        ("trainer.epochs=three", "trainer.epochs"),
+        ("trainer.precision=8", "precision"),
+        ("data.batch_size=1.5", "batch_size"),
+        ("optim.betas=0.9", "list"),
+        ("trainer=3", "mapping"),
+    ],
+)
+def test_load_config__wrong_type_names_key(override: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        load_config(None, [override])
+
+
+def test_load_config__numbers_coerced() -> None:
+    config = load_config(None, ["optim.base_lr=1", "trainer.precision=32"])
+    assert isinstance(config.optim.base_lr, float)
+    assert config.trainer.precision == "32"
+
+
+def test_load_config__bad_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="neither a file nor a shipped config"):
+        load_config(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(_write(tmp_path, "a: [1\n"))
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(_write(tmp_path, "- 1\n- 2\n"))
+
+
+def test_apply_overrides__needs_equals() -> None:
+    with pytest.raises(ConfigError, match=r"section\.key=value"):
+        apply_overrides({}, ["optim.base_lr"])
+
+
+def test_dump_config__round_trips(tmp_path: Path) -> None:
+    config = load_config(None, ["method.mask_ratio=0.4", "encoder.kwargs.depth=2"])
+    path = dump_config(config, tmp_path / "out" / "config.yaml")
+    assert yaml.safe_load(path.read_text())["method"] == {
+        "name": "simmim",
+        "mask_ratio": 0.4,
+    }
+    assert load_config(path) == config
+    assert to_dict(config)["encoder"]["kwargs"] == {"depth": 2}
+    assert not list(path.parent.glob("*.tmp"))
