@@ -142,6 +142,31 @@ class TimmMaskedEncoder(MaskedEncoder):
     """Substrings of timm parameter names that get no weight decay, on top of the
     names the timm model lists itself (position tables and the like)."""
 
+    # Geometry, set by each adapter's __init__ from its timm model.
+    _patch_size: int
+    _encoder_stride: int
+    _in_chans: int
+
+    @property
+    def patch_size(self) -> int:
+        """Side in pixels of one token of the masked grid."""
+        return self._patch_size
+
+    @property
+    def encoder_stride(self) -> int:
+        """Stride of the feature map from ``forward_masked``."""
+        return self._encoder_stride
+
+    @property
+    def num_features(self) -> int:
+        """timm's ``num_features``: channels of the last feature map."""
+        return int(getattr(self.timm_model, "num_features"))  # noqa: B009
+
+    @property
+    def in_chans(self) -> int:
+        """Input channels of the timm model's first layer."""
+        return self._in_chans
+
     @property
     @abstractmethod
     def timm_model(self) -> nn.Module:

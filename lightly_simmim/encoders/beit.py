@@ -71,6 +71,9 @@ class BEiTEncoder(TimmMaskedEncoder):
         if not isinstance(model, Beit):
             raise TypeError(f"BEiTEncoder wraps timm Beit models, got {type(model)}.")
         self._patch_size = square_size(model.patch_embed.patch_size, "patch size")
+        # One token per patch: the feature map keeps the patch grid.
+        self._encoder_stride = self._patch_size
+        self._in_chans = int(model.patch_embed.proj.in_channels)
         prepare_timm_model(model)
         self.model = model
         self.mask_token = new_mask_token(model.embed_dim)
@@ -84,26 +87,6 @@ class BEiTEncoder(TimmMaskedEncoder):
     def timm_model(self) -> Beit:
         """The wrapped timm Beit."""
         return self.model
-
-    @property
-    def patch_size(self) -> int:
-        """The patch size (16 for BEiT-B/16)."""
-        return self._patch_size
-
-    @property
-    def encoder_stride(self) -> int:
-        """Equal to the patch size: one token per patch."""
-        return self._patch_size
-
-    @property
-    def num_features(self) -> int:
-        """The embedding width D."""
-        return int(self.model.embed_dim)
-
-    @property
-    def in_chans(self) -> int:
-        """Input channels of the patch embedding."""
-        return int(self.model.patch_embed.proj.in_channels)
 
     def forward_masked(self, images: Tensor, mask: Tensor | None = None) -> Tensor:
         """Encodes images with masked patches replaced by the mask token.

@@ -56,6 +56,7 @@ class ConvNeXtEncoder(TimmMaskedEncoder):
         )
         last_stage: Any = model.feature_info[-1]  # {"num_chs", "reduction", ...}
         self._encoder_stride = int(last_stage["reduction"])
+        self._in_chans = int(convs[0].in_channels)
         prepare_timm_model(model)
         self.model = model
         self.mask_token = new_mask_token(int(convs[-1].out_channels))
@@ -69,26 +70,6 @@ class ConvNeXtEncoder(TimmMaskedEncoder):
     def timm_model(self) -> ConvNeXt:
         """The wrapped timm ConvNeXt."""
         return self.model
-
-    @property
-    def patch_size(self) -> int:
-        """Stride of the stem (4 for all standard ConvNeXts)."""
-        return self._patch_size
-
-    @property
-    def encoder_stride(self) -> int:
-        """Stride of the last stage (32 unless built with a smaller output_stride)."""
-        return self._encoder_stride
-
-    @property
-    def num_features(self) -> int:
-        """Channels of the last stage."""
-        return int(self.model.num_features)
-
-    @property
-    def in_chans(self) -> int:
-        """Input channels of the stem."""
-        return int(self.model.in_chans)
 
     def forward_masked(self, images: Tensor, mask: Tensor | None = None) -> Tensor:
         """Encodes images with masked stem outputs replaced by the mask token.

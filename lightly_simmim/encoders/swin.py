@@ -55,6 +55,7 @@ class _SwinFamilyEncoder(TimmMaskedEncoder):
         self._patch_size = square_size(embed.patch_size, "patch size")
         # The last stage's reduction is the stride of the final feature map.
         self._encoder_stride = int(model.feature_info[-1]["reduction"])
+        self._in_chans = int(embed.proj.in_channels)
         prepare_timm_model(model)
         self.model: SwinTransformer | SwinTransformerV2 = model
         self.mask_token = new_mask_token(int(embed.proj.out_channels))
@@ -68,27 +69,6 @@ class _SwinFamilyEncoder(TimmMaskedEncoder):
     def timm_model(self) -> SwinTransformer | SwinTransformerV2:
         """The wrapped timm Swin model."""
         return self.model
-
-    @property
-    def patch_size(self) -> int:
-        """The patch embedding's patch size (4 for all standard Swins)."""
-        return self._patch_size
-
-    @property
-    def encoder_stride(self) -> int:
-        """Stride of the last stage (32 for four stages)."""
-        return self._encoder_stride
-
-    @property
-    def num_features(self) -> int:
-        """Channels of the last stage."""
-        return int(self.model.num_features)
-
-    @property
-    def in_chans(self) -> int:
-        """Input channels of the patch embedding."""
-        embed: Any = self.model.patch_embed
-        return int(embed.proj.in_channels)
 
     def forward_masked(self, images: Tensor, mask: Tensor | None = None) -> Tensor:
         """Encodes images with masked patches replaced by the mask token.

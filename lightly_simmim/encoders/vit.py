@@ -85,6 +85,9 @@ class ViTEncoder(TimmMaskedEncoder):
                 "(pos_embed='learn'); lightly's masked ViT adds it unconditionally."
             )
         self._patch_size = square_size(model.patch_embed.patch_size, "patch size")
+        # One token per patch: the feature map keeps the patch grid.
+        self._encoder_stride = self._patch_size
+        self._in_chans = int(model.patch_embed.proj.in_channels)
         prepare_timm_model(model)
         self.mask_token = new_mask_token(model.embed_dim)
         # The same Parameter is registered here and inside lightly's module: it is
@@ -107,26 +110,6 @@ class ViTEncoder(TimmMaskedEncoder):
         """The wrapped timm ViT."""
         vit: VisionTransformer = self.encoder.vit
         return vit
-
-    @property
-    def patch_size(self) -> int:
-        """The ViT patch size (16 for ViT-B/16)."""
-        return self._patch_size
-
-    @property
-    def encoder_stride(self) -> int:
-        """Equal to the patch size: a ViT keeps one token per patch."""
-        return self._patch_size
-
-    @property
-    def num_features(self) -> int:
-        """The embedding width D."""
-        return int(self.timm_model.embed_dim)
-
-    @property
-    def in_chans(self) -> int:
-        """Input channels of the patch embedding."""
-        return int(self.timm_model.patch_embed.proj.in_channels)
 
     def forward_masked(self, images: Tensor, mask: Tensor | None = None) -> Tensor:
         """Encodes images with masked patches replaced by the mask token.
