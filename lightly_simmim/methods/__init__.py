@@ -1,0 +1,34 @@
+"""Pretraining methods behind one interface: SimMIM, MAE and BYOL.
+
+Each is a ``LightningModule`` subclass of :class:`PretrainMethod`, registered in the
+``lightly.methods`` entry point group (see ``pyproject.toml``); the training loop gets
+them by name through :mod:`lightly_simmim.registry`, never by import. A new method is
+one module with a :class:`PretrainMethod` subclass plus one entry point line.
+"""
+
+from lightly_simmim.methods.base import (
+    ConvertChannels,
+    EvalTransform,
+    LRSchedule,
+    PretrainMethod,
+    scaled_lr,
+    to_channels,
+)
+from lightly_simmim.methods.byol import BYOLMethod, BYOLSettings
+from lightly_simmim.methods.mae import MAEMethod, MAESettings
+from lightly_simmim.methods.simmim import SimMIMMethod, SimMIMSettings
+
+__all__ = [
+    "BYOLMethod",
+    "BYOLSettings",
+    "ConvertChannels",
+    "EvalTransform",
+    "LRSchedule",
+    "MAEMethod",
+    "MAESettings",
+    "PretrainMethod",
+    "SimMIMMethod",
+    "SimMIMSettings",
+    "scaled_lr",
+    "to_channels",
+]

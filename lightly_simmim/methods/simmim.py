@@ -1,0 +1,152 @@
+"""SimMIM (Xie et al., CVPR 2022) as a :class:`PretrainMethod`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from lightly_simmim.encoders import from_timm
+from lightly_simmim.encoders.base import MaskedEncoder, TimmMaskedEncoder
+from lightly_simmim.loss import SimMIMLoss
+from lightly_simmim.masking import SimMIMMaskGenerator
+from lightly_simmim.methods.base import PretrainMethod
+from lightly_simmim.model import SimMIM
+from lightly_simmim.transforms import SimMIMTransform
+
+
+@dataclass
+class SimMIMSettings:
+    """SimMIM's options; the defaults are the paper's."""
+
+    #: Side in pixels of a masking cell (32 in the paper, for 192 / 224 px images).
+    mask_patch_size: int = 32
+    #: Fraction of cells masked per image.
+    mask_ratio: float = 0.6
+    #: "l1" (the paper's) or "l2" reconstruction loss on masked pixels.
+    loss_type: Literal["l1", "l2"] = "l1"
+    #: Odd window for a per-pixel normalised target (47 in later official configs);
+    #: None = raw normalised pixels, as in the paper.
+    norm_target_window: int | None = None
+
+
+class SimMIMMethod(PretrainMethod):
+    """SimMIM: mask blocks of the image, regress their pixels with a linear head.
+
+    The encoder is a :class:`~lightly_simmim.encoders.MaskedEncoder` (any timm family
+    with an adapter: ViT, BEiT, Swin, SwinV2, ConvNeXt, ...); the model is
+    :class:`lightly_simmim.SimMIM` (encoder + 1x1-conv / PixelShuffle head + masked
+    L1). Masks are drawn on the batch's device inside ``training_step`` by a
+    :class:`~lightly_simmim.SimMIMMaskGenerator` seeded with ``seed``, so every rank
+    draws its own masks and runs are reproducible. Pooled features are the encoder's
+    ``forward``: timm's pooled pre-logits features (the class token of a default ViT,
+    the average of the last feature map of Swin / ConvNeXt).
+
+    Raises:
+        TypeError: If the encoder is not a ``MaskedEncoder``.
+        ValueError: If the mask settings do not fit ``input_size`` and the encoder's
+            patch size (``input_size % mask_patch_size`` and ``mask_patch_size %
+            patch_size`` must be 0, ``mask_ratio`` in [0, 1]), or the encoder has
+            another number of input channels than ``in_chans``.
+    """
+
+    Settings = SimMIMSettings
+    settings: SimMIMSettings
+
+    @classmethod
+    def build_encoder(cls, name: str, kwargs: dict[str, Any]) -> nn.Module:
+        """``lightly_simmim.encoders.from_timm(name, **kwargs)``: a MaskedEncoder."""
+        return from_timm(name, **kwargs)
+
+    def _build_modules(self, encoder: nn.Module) -> None:
+        if not isinstance(encoder, MaskedEncoder):
+            raise TypeError(
+                f"simmim needs a MaskedEncoder (lightly_simmim.encoders.from_timm), "
+                f"got {type(encoder).__name__}."
+            )
+        if encoder.in_chans != self.in_chans:
+            raise ValueError(
+                f"The encoder takes {encoder.in_chans} input channels but in_chans="
+                f"{self.in_chans}; create it with in_chans={self.in_chans}."
+            )
+        settings = self.settings
+        # Raises ValueError naming the sizes if the cells do not tile the image or
+        # do not cover whole tokens.
+        self.mask_generator = SimMIMMaskGenerator(
+            input_size=self.input_size,
+            mask_patch_size=settings.mask_patch_size,
+            model_patch_size=encoder.patch_size,
+            mask_ratio=settings.mask_ratio,
+            seed=self.seed,
+        )
+        if self.input_size % encoder.encoder_stride != 0:
+            raise ValueError(
+                f"input_size {self.input_size} must be a multiple of the encoder "
+                f"stride {encoder.encoder_stride}."
+            )
+        loss = SimMIMLoss(settings.loss_type, settings.norm_target_window)
+        self.model = SimMIM(encoder, loss=loss)
+
+    @property
+    def encoder(self) -> MaskedEncoder:
+        """The masked encoder."""
+        return self.model.encoder
+
+    @property
+    def feature_dim(self) -> int:
+        """The encoder's ``num_features``."""
+        return self.encoder.num_features
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Pooled features (B, feature_dim) of unmasked (B, C, H, W) images."""
+        features: Tensor = self.encoder(images)
+        return features
+
+    def _method_loss(self, views: list[Tensor]) -> tuple[Tensor, Tensor | None]:
+        images = views[0]  # (B, C, H, W)
+        # Drawn here rather than in data loader workers: on the GPU, from this
+        # rank's own seeded stream.
+        mask = self.mask_generator(len(images), device=images.device)  # (B, h, w)
+        loss: Tensor = self.model(images, mask)
+        return loss, None
+
+    def default_transform(self) -> Callable[[Any], list[Tensor]]:
+        """:class:`~lightly_simmim.SimMIMTransform`: crop (0.67-1), flip, normalise."""
+        return SimMIMTransform(
+            input_size=self.input_size, in_chans=self.in_chans, normalize=self.normalize
+        )
+
+    @torch.no_grad()
+    def reconstruct_batch(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor] | None:
+        """SimMIM's reconstruction of images masked with a fixed-seed mask.
+
+        Args:
+            images: (B, C, H, W) normalised images.
+
+        Returns:
+            (images, mask bool (B, H / patch_size, W / patch_size) with True =
+            masked, reconstruction (B, C, H, W)).
+        """
+        generator = self._fixed_generator(images.device)
+        mask = self.mask_generator(len(images), images.device, generator=generator)
+        return images, mask, self.model.reconstruct(images, mask)
+
+    def timm_encoder(self) -> nn.Module:
+        """The timm model wrapped by the encoder adapter.
+
+        Raises:
+            TypeError: For a third-party adapter that does not wrap a timm model.
+        """
+        if not isinstance(self.encoder, TimmMaskedEncoder):
+            raise TypeError(
+                f"{type(self.encoder).__name__} does not wrap a timm model; export "
+                f"needs a TimmMaskedEncoder."
+            )
+        return self.encoder.timm_model
+
+    def _no_weight_decay(self) -> set[str]:
+        # The adapter lists the mask token and timm's position tables / tokens.
+        return {f"model.{name}" for name in self.model.no_weight_decay()}

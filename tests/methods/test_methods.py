@@ -1,0 +1,511 @@
+"""Every registered pretraining method, built through the registry on tiny CPU shapes.
+
+The tests parametrised over ``registry.list_names("methods")`` run for each method this
+package registers; a third-party method without a tiny configuration here is skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from typing import Any
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import timm
+import torch
+from PIL import Image
+from pytorch_lightning.callbacks import Callback
+from torch import nn
+
+from lightly_simmim import registry
+from lightly_simmim.config import ConfigError, OptimConfig, ScheduleConfig, from_dict
+from lightly_simmim.methods import EvalTransform, PretrainMethod
+
+pytestmark = pytest.mark.filterwarnings(
+    # Lightning's advice for real runs (workers, few batches, tips) is noise here.
+    "ignore::UserWarning:pytorch_lightning.*",
+    "ignore::UserWarning:lightning_fabric.*",
+    "ignore:.*LeafSpec",
+)
+
+INPUT_SIZE = 32
+BATCH = 4
+NUM_CLASSES = 3
+MEAN, STD = [0.286], [0.353]
+
+_TINY_VIT = {
+    "in_chans": 1,
+    "img_size": INPUT_SIZE,
+    "patch_size": 8,
+    "embed_dim": 32,
+    "depth": 1,
+    "num_heads": 2,
+}
+_TINY_RESNET = {
+    "in_chans": 1,
+    "layers": [1, 1, 1, 1],
+    "channels": (8, 16, 32, 64),
+    "stem_width": 8,
+    # timm zero-initialises the last norm of each residual branch, which blocks the
+    # gradient of the branch at step 0; the gradient check below wants it flowing.
+    "zero_init_last": False,
+}
+
+# name -> (timm name, encoder kwargs, small method options, number of views,
+#          parameters without weight decay, parameters with weight decay)
+TINY: dict[str, dict[str, Any]] = {
+    "simmim": {
+        "encoder": ("vit_tiny_patch16_224", _TINY_VIT),
+        "options": {"mask_patch_size": 16},
+        "views": 1,
+        "no_decay": [
+            "model.encoder.mask_token",
+            "model.encoder.encoder.vit.pos_embed",
+            "model.encoder.encoder.vit.cls_token",
+        ],
+        "decay": [
+            "model.head.conv.weight",
+            "model.encoder.encoder.vit.patch_embed.proj.weight",
+        ],
+    },
+    "mae": {
+        "encoder": ("vit_tiny_patch16_224", _TINY_VIT),
+        "options": {"decoder_dim": 16, "decoder_depth": 1, "decoder_num_heads": 2},
+        "views": 1,
+        "no_decay": ["decoder.mask_token", "backbone.vit.cls_token"],
+        "decay": ["decoder_pred.weight", "backbone.vit.patch_embed.proj.weight"],
+    },
+    "byol": {
+        "encoder": ("resnet18", _TINY_RESNET),
+        "options": {
+            "projection_hidden_dim": 32,
+            "projection_dim": 16,
+            "prediction_hidden_dim": 32,
+        },
+        "views": 2,
+        "no_decay": ["backbone.bn1.weight", "backbone.bn1.bias"],
+        "decay": ["backbone.conv1.weight", "projection_head.layers.0.weight"],
+    },
+}
+
+METHODS = registry.list_names("methods")
+
+
+def _spec(name: str) -> dict[str, Any]:
+    if name not in TINY:
+        pytest.skip(f"no tiny configuration for third-party method {name!r}")
+    return TINY[name]
+
+
+def _build(
+    name: str,
+    *,
+    num_classes: int | None = NUM_CLASSES,
+    optim: OptimConfig | None = None,
+    schedule: ScheduleConfig | None = None,
+    global_batch_size: int = BATCH,
+    steps_per_epoch: int = 2,
+    epochs: int = 1,
+    seed: int = 0,
+    **options: Any,
+) -> PretrainMethod:
+    spec = _spec(name)
+    cls = registry.get("methods", name)
+    encoder_name, encoder_kwargs = spec["encoder"]
+    settings = from_dict(cls.Settings, {**spec["options"], **options}, "method.")
+    method: PretrainMethod = cls(
+        cls.build_encoder(encoder_name, dict(encoder_kwargs)),
+        settings,
+        optim or OptimConfig(),
+        schedule or ScheduleConfig(),
+        input_size=INPUT_SIZE,
+        in_chans=1,
+        mean=MEAN,
+        std=STD,
+        num_classes=num_classes,
+        global_batch_size=global_batch_size,
+        steps_per_epoch=steps_per_epoch,
+        epochs=epochs,
+        seed=seed,
+    )
+    return method
+
+
+def _images(count: int, mode: str = "L") -> list[Image.Image]:
+    rng = np.random.default_rng(0)
+    shape = (28, 28) if mode == "L" else (28, 28, 3)
+    return [
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode=mode)
+        for _ in range(count)
+    ]
+
+
+class _PILDataset(torch.utils.data.Dataset[tuple[list[torch.Tensor], int]]):
+    """(default_transform(PIL image), label) like the training loop's datasets."""
+
+    def __init__(self, transform: Any, labels: list[int]) -> None:
+        self.transform = transform
+        self.images = _images(len(labels))
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[list[torch.Tensor], int]:
+        return self.transform(self.images[index]), self.labels[index]
+
+
+class _Recorder(Callback):
+    """Losses of every step, and the parameters without a gradient after backward."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+        self.no_grad: set[str] = set()
+
+    def on_after_backward(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule
+    ) -> None:
+        self.no_grad |= {
+            n
+            for n, p in pl_module.named_parameters()
+            if p.requires_grad and (p.grad is None or not p.grad.any())
+        }
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        self.losses.append(float(outputs["loss"]))
+
+
+def _fit(method: PretrainMethod, labels: list[int]) -> _Recorder:
+    loader = torch.utils.data.DataLoader(
+        _PILDataset(method.default_transform(), labels), batch_size=BATCH
+    )
+    recorder = _Recorder()
+    trainer = pl.Trainer(
+        max_steps=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[recorder],
+    )
+    trainer.fit(method, loader)
+    return recorder
+
+
+def test_methods__builtins_registered() -> None:
+    assert {"simmim", "mae", "byol"} <= set(METHODS)
+    for name in ("simmim", "mae", "byol"):
+        assert issubclass(registry.get("methods", name), PretrainMethod)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_method__two_trainer_steps_update_every_parameter(name: str) -> None:
+    torch.manual_seed(0)
+    # Constant rate without warmup so every update is visible after two steps.
+    method = _build(name, schedule=ScheduleConfig(name="constant", warmup_epochs=0))
+    before = {n: p.detach().clone() for n, p in method.named_parameters()}
+
+    recorder = _fit(method, labels=[i % NUM_CLASSES for i in range(2 * BATCH)])
+
+    assert len(recorder.losses) == 2
+    assert all(math.isfinite(loss) for loss in recorder.losses)
+    # Every trainable parameter (online classifier included) got a gradient: no
+    # unused parameters, which DDP would reject.
+    assert recorder.no_grad == set()
+    trainable = {n for n, p in method.named_parameters() if p.requires_grad}
+    unchanged = {n for n in trainable if torch.equal(before[n], method.state_dict()[n])}
+    assert unchanged == set()
+    frozen_changed = {
+        n
+        for n, p in method.named_parameters()
+        if not p.requires_grad and not torch.equal(before[n], p)
+    }
+    if name == "byol":  # the target network follows the online one by momentum
+        assert any(n.startswith("backbone_momentum.") for n in frozen_changed)
+    else:  # fixed position tables / unused mask tokens stay as they are
+        assert frozen_changed == set()
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_method__forward_features_and_timm_encoder(name: str) -> None:
+    method = _build(name).eval()
+    images = torch.randn(BATCH, 1, INPUT_SIZE, INPUT_SIZE)
+    features = method(images)
+    assert features.shape == (BATCH, method.feature_dim)
+    encoder = method.timm_encoder()
+    assert type(encoder).__module__.startswith("timm.")
+    # The features are the exported timm model's own pooled features.
+    assert torch.allclose(encoder(images), features, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_method__default_transform_views(name: str) -> None:
+    method = _build(name)
+    transform = method.default_transform()
+    for image in (_images(1)[0], _images(1, mode="RGB")[0]):  # RGB -> 1 channel
+        views = transform(image)
+        assert len(views) == _spec(name)["views"]
+        assert all(v.shape == (1, INPUT_SIZE, INPUT_SIZE) for v in views)
+        assert all(v.dtype == torch.float32 for v in views)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_method__eval_transform_resizes_and_normalises(name: str) -> None:
+    transform = _build(name).eval_transform()
+    assert isinstance(transform, EvalTransform)
+    black = Image.new("RGB", (40, 56))  # RGB, non-square -> (1, 32, 32)
+    out = transform(black)
+    assert out.shape == (1, INPUT_SIZE, INPUT_SIZE)
+    assert torch.allclose(out, torch.full_like(out, (0.0 - MEAN[0]) / STD[0]))
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_method__reconstruct_batch(name: str) -> None:
+    method = _build(name).eval()
+    images = torch.randn(BATCH, 1, INPUT_SIZE, INPUT_SIZE)
+    result = method.reconstruct_batch(images)
+    if name == "byol":
+        assert result is None
+        return
+    assert result is not None
+    out_images, mask, reconstruction = result
+    assert torch.equal(out_images, images)
+    grid = INPUT_SIZE // 8  # the tiny ViT's 8 px patches
+    assert mask.shape == (BATCH, grid, grid) and mask.dtype == torch.bool
+    assert mask.any() and not mask.all()
+    assert reconstruction.shape == images.shape
+    # The same masks every call: grids of different epochs are comparable.
+    again = method.reconstruct_batch(images)
+    assert again is not None and torch.equal(again[1], mask)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_method__weight_decay_groups(name: str) -> None:
+    spec = _spec(name)
+    optim = OptimConfig(weight_decay=0.05)
+    method = _build(name, optim=optim)
+    optimizer = method.configure_optimizers()["optimizer"]
+    params = dict(method.named_parameters())
+    decay_of = {
+        id(p): group["weight_decay"]
+        for group in optimizer.param_groups
+        for p in group["params"]
+    }
+    for n in spec["no_decay"]:
+        assert decay_of[id(params[n])] == 0.0, n
+    for n in spec["decay"]:
+        assert decay_of[id(params[n])] == 0.05, n
+    for n in ("online_classifier.classification_head.weight",):
+        assert decay_of[id(params[n])] == 0.0, n
+    # Frozen parameters (momentum copies, fixed position tables) are not optimised.
+    for n, p in params.items():
+        assert (id(p) in decay_of) == p.requires_grad, n
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_method__cosine_schedule_with_warmup_and_batch_scaling(name: str) -> None:
+    base_lr, base_batch, global_batch = 1e-3, 256, 1024
+    warmup_lr, min_lr = 1e-6, 1e-5
+    steps_per_epoch, epochs, warmup_epochs = 10, 5, 1.5
+    method = _build(
+        name,
+        optim=OptimConfig(base_lr=base_lr, base_batch_size=base_batch),
+        schedule=ScheduleConfig(
+            name="cosine",
+            warmup_epochs=warmup_epochs,
+            warmup_lr=warmup_lr,
+            min_lr=min_lr,
+        ),
+        global_batch_size=global_batch,
+        steps_per_epoch=steps_per_epoch,
+        epochs=epochs,
+    )
+    config = method.configure_optimizers()
+    optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    assert config["lr_scheduler"]["interval"] == "step"
+
+    # The formulas, written out: linear scaling, linear warmup, cosine to min_lr.
+    peak = base_lr * global_batch / base_batch  # 4e-3
+    warmup, total = 15, 50
+
+    def expected(step: int) -> float:
+        if step < warmup:
+            return warmup_lr + (peak - warmup_lr) * step / warmup
+        progress = (step - warmup) / (total - warmup)
+        return min_lr + 0.5 * (peak - min_lr) * (1 + math.cos(math.pi * progress))
+
+    seen = {}
+    for step in range(total + 1):
+        seen[step] = [group["lr"] for group in optimizer.param_groups]
+        optimizer.step()  # no gradients: a no-op that keeps the scheduler quiet
+        scheduler.step()
+    assert seen[0][0] == pytest.approx(warmup_lr)
+    assert seen[warmup][0] == pytest.approx(peak)
+    assert seen[total][0] == pytest.approx(min_lr)
+    for step in (0, 7, warmup, 32, total):
+        assert seen[step] == pytest.approx([expected(step)] * len(seen[step]))
+
+
+def test_method__multistep_and_constant_schedules() -> None:
+    schedule = ScheduleConfig(
+        name="multistep", warmup_epochs=0, milestones=[2, 4], gamma=0.5
+    )
+    method = _build("simmim", schedule=schedule, steps_per_epoch=10, epochs=6)
+    peak = OptimConfig().base_lr * BATCH / OptimConfig().base_batch_size
+    lr = method.lr_schedule().lr
+    assert lr(0) == pytest.approx(peak)
+    assert lr(19) == pytest.approx(peak)
+    assert lr(20) == pytest.approx(peak * 0.5)
+    assert lr(40) == pytest.approx(peak * 0.25)
+    constant = _build("simmim", schedule=ScheduleConfig(name="constant"))
+    warmup = constant.steps_per_epoch  # warmup_epochs defaults to 1
+    assert constant.lr_schedule().lr(warmup) == pytest.approx(peak)
+    assert constant.lr_schedule().lr(10**6) == pytest.approx(peak)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_method__online_classifier_only_with_classes(name: str) -> None:
+    assert _build(name, num_classes=None).online_classifier is None
+    method = _build(name, num_classes=NUM_CLASSES)
+    assert method.online_classifier is not None
+    head = method.online_classifier.classification_head
+    assert (head.in_features, head.out_features) == (method.feature_dim, NUM_CLASSES)
+
+
+@pytest.mark.parametrize("name", ["simmim", "byol"])
+def test_method__unlabelled_samples_skip_the_classifier(name: str) -> None:
+    torch.manual_seed(0)
+    method = _build(name)
+    views = [
+        torch.randn(BATCH, 1, INPUT_SIZE, INPUT_SIZE)
+        for _ in range(_spec(name)["views"])
+    ]
+    with pytest.warns(UserWarning, match="self.log"):  # no Trainer attached
+        loss_none = method.training_step((views, torch.full((BATCH,), -1)), 0)
+    loss_none.backward()
+    head = method.online_classifier.classification_head  # type: ignore[union-attr]
+    # No labels: the classifier adds nothing but still gets a (zero) gradient.
+    assert head.weight.grad is not None and not head.weight.grad.any()
+    method.zero_grad()
+    labels = torch.tensor([0, -1, 2, -1])
+    with pytest.warns(UserWarning, match="self.log"):
+        method.training_step((views, labels), 0).backward()
+    assert head.weight.grad is not None and head.weight.grad.any()
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_method__unknown_setting_names_nearest_key(name: str) -> None:
+    cls = registry.get("methods", name)
+    first = dataclasses.fields(cls.Settings)[0].name
+    with pytest.raises(ConfigError, match=f"method.{first}x'.*Did you mean '{first}'"):
+        from_dict(cls.Settings, {f"{first}x": 1}, prefix="method.")
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"mask_patch_size": 12}, "input_size .* multiple of mask_patch_size \\(12\\)"),
+        ({"mask_patch_size": 4}, "mask_patch_size \\(4\\) must be a multiple of"),
+        ({"mask_ratio": 1.5}, "mask_ratio must be in \\[0, 1\\], got 1.5"),
+    ],
+)
+def test_simmim__impossible_mask_settings_raise(
+    options: dict[str, Any], match: str
+) -> None:
+    with pytest.raises(ValueError, match=match):
+        _build("simmim", **options)
+
+
+def test_mae__impossible_settings_raise() -> None:
+    with pytest.raises(ValueError, match=re.escape("mask_ratio=1.0 keeps 0 of 16")):
+        _build("mae", mask_ratio=1.0)
+    with pytest.raises(
+        ValueError, match=r"decoder_dim \(16\) .* decoder_num_heads \(3\)"
+    ):
+        _build("mae", decoder_num_heads=3)
+    with pytest.raises(ValueError, match="VisionTransformer"):
+        registry.get("methods", "mae").build_encoder("resnet18", {})
+
+
+def test_method__masks_follow_the_seed() -> None:
+    images = [torch.randn(BATCH, 1, INPUT_SIZE, INPUT_SIZE)]
+
+    def first_loss(name: str, seed: int) -> float:
+        torch.manual_seed(0)  # same weights; only the mask seed differs
+        method = _build(name, seed=seed).eval()
+        with torch.no_grad():
+            return float(method._method_loss(images)[0])
+
+    for name in ("simmim", "mae"):
+        assert first_loss(name, 0) == first_loss(name, 0)
+        assert first_loss(name, 0) != first_loss(name, 1)
+
+
+def test_byol__momentum_rises_from_base_to_one() -> None:
+    method = _build("byol", momentum_base=0.9)
+    assert method.momentum == pytest.approx(0.9)  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="momentum_base must be in \\[0, 1\\]"):
+        _build("byol", momentum_base=1.5)
+
+
+def test_byol__lars_from_timm() -> None:
+    method = _build("byol", optim=OptimConfig(optimizer="lars", weight_decay=1.5e-6))
+    optimizer = method.configure_optimizers()["optimizer"]
+    assert type(optimizer).__name__ == "Lars"
+
+
+def test_method__bad_shared_arguments_raise() -> None:
+    with pytest.raises(ValueError, match="not a timm optimiser"):
+        _build("simmim", optim=OptimConfig(optimizer="adamx"))
+    cls = registry.get("methods", "simmim")
+    encoder = cls.build_encoder(*TINY["simmim"]["encoder"])
+    kwargs: dict[str, Any] = {
+        "input_size": INPUT_SIZE,
+        "in_chans": 1,
+        "num_classes": None,
+        "global_batch_size": BATCH,
+        "steps_per_epoch": 1,
+        "epochs": 1,
+    }
+    args = (encoder, None, OptimConfig(), ScheduleConfig())
+    with pytest.raises(ValueError, match="ImageNet statistics, which have 3 channels"):
+        cls(*args, mean=None, std=None, **kwargs)
+    with pytest.raises(ValueError, match="in_chans=1; give one value per channel"):
+        cls(*args, mean=[0.5] * 3, std=[0.5] * 3, **kwargs)
+    with pytest.raises(TypeError, match="settings of type SimMIMSettings"):
+        cls(encoder, {"mask_ratio": 0.5}, *args[2:], mean=MEAN, std=STD, **kwargs)
+
+
+def test_method__imagenet_statistics_for_rgb() -> None:
+    cls = registry.get("methods", "mae")
+    encoder = cls.build_encoder("vit_tiny_patch16_224", {**_TINY_VIT, "in_chans": 3})
+    method = cls(
+        encoder,
+        cls.Settings(decoder_dim=16, decoder_depth=1, decoder_num_heads=2),
+        OptimConfig(),
+        ScheduleConfig(),
+        input_size=INPUT_SIZE,
+        in_chans=3,
+        mean=None,
+        std=None,
+        num_classes=None,
+        global_batch_size=BATCH,
+        steps_per_epoch=1,
+        epochs=1,
+    )
+    assert method.mean == pytest.approx([0.485, 0.456, 0.406])
+    views = method.default_transform()(_images(1)[0])  # grayscale PIL -> RGB
+    assert views[0].shape == (3, INPUT_SIZE, INPUT_SIZE)
+    assert isinstance(method.timm_encoder(), timm.models.VisionTransformer)
+    assert isinstance(method.timm_encoder(), nn.Module)
