@@ -1,6 +1,65 @@
-"""Evaluation of pretrained encoders: features and kNN accuracy."""
+"""Evaluation of pretrained encoders: kNN, linear probe and fine-tune.
+
+Every protocol reports top-1 and top-5 accuracy in percent (top-5 is
+top-``min(5, classes)``), and :func:`write_results` stores a result as JSON.
+
+- Features for kNN / linear: :func:`extract_features` with a ``layer`` and a
+  ``pooling`` (:class:`FeatureExtractor`); the last layer of a masked-image model is
+  often a weak frozen feature, so compare a few layers.
+- kNN: :func:`knn_accuracy` on features.
+- Linear probe: :func:`linear_probe` on features, :func:`linear_eval` from an
+  encoder and datasets.
+- Fine-tune: :func:`finetune` with a :class:`FinetuneRecipe` (SimMIM's recipe).
+
+Example, kNN and linear probe of the fourth-last block, then a fine-tune::
+
+    train = extract_features(encoder, train_loader, layer=-4, pooling="avg")
+    test = extract_features(encoder, test_loader, layer=-4, pooling="avg")
+    write_results(knn_accuracy(*train, *test, num_classes=10), "runs/x", "knn")
+    linear = linear_probe(*train, *test, num_classes=10)
+    tuned = finetune(encoder, train_set, val_set, 10, FinetuneRecipe(epochs=50,
+                     warmup_epochs=5), output_dir="runs/x")
+"""
 
 from lightly_simmim.evaluation.features import extract_features
+from lightly_simmim.evaluation.finetune import (
+    EpochRecord,
+    FinetuneModule,
+    FinetuneRecipe,
+    FinetuneResult,
+    create_finetune_optimizer,
+    drop_path_rate,
+    finetune,
+    resolve_layer_decay,
+    timm_classifier,
+)
 from lightly_simmim.evaluation.knn import knn_accuracy
+from lightly_simmim.evaluation.linear import linear_eval, linear_probe
+from lightly_simmim.evaluation.pooling import POOLINGS, FeatureExtractor, Pooling
+from lightly_simmim.evaluation.results import write_results
+from lightly_simmim.evaluation.transforms import (
+    TransformedDataset,
+    classification_transforms,
+)
 
-__all__ = ["extract_features", "knn_accuracy"]
+__all__ = [
+    "POOLINGS",
+    "EpochRecord",
+    "FeatureExtractor",
+    "FinetuneModule",
+    "FinetuneRecipe",
+    "FinetuneResult",
+    "Pooling",
+    "TransformedDataset",
+    "classification_transforms",
+    "create_finetune_optimizer",
+    "drop_path_rate",
+    "extract_features",
+    "finetune",
+    "knn_accuracy",
+    "linear_eval",
+    "linear_probe",
+    "resolve_layer_decay",
+    "timm_classifier",
+    "write_results",
+]

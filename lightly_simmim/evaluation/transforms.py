@@ -1,0 +1,134 @@
+"""Supervised data pipelines for evaluation: default transforms and a wrapper.
+
+Fine-tuning needs a training augmentation and an evaluation transform; kNN / linear
+evaluation only the latter. The defaults are the usual ImageNet classification ones
+(as in the fine-tune of SimMIM / MAE, without RandAugment, random erasing, mixup):
+
+- train: ``RandomResizedCrop(input_size, scale=(0.08, 1))`` (bicubic), horizontal
+  flip, to float in [0, 1], normalise;
+- eval: resize the shorter side to ``input_size / 0.875`` (bicubic), center crop
+  ``input_size``, to float, normalise.
+
+Both take a PIL image or a (C, H, W) tensor (uint8 in [0, 255] or float in [0, 1]) and
+give ``(in_chans, input_size, input_size)`` float tensors. A 1-channel image is repeated
+to ``in_chans`` channels; PIL images are converted to ``"L"`` or ``"RGB"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+import torchvision.transforms.v2 as T
+from PIL.Image import Image
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from lightly_simmim.transforms import IMAGENET_NORMALIZE
+
+#: ``input_size / EVAL_CROP_FRACTION`` is the side the eval transform resizes to.
+EVAL_CROP_FRACTION = 0.875
+
+Transform = Callable[[Any], Any]
+
+
+class _ToChannels:
+    """PIL -> ``"L"`` / ``"RGB"``; a 1-channel tensor is repeated to ``in_chans``."""
+
+    def __init__(self, in_chans: int) -> None:
+        self.in_chans = in_chans
+
+    def __call__(self, image: Image | Tensor) -> Image | Tensor:
+        if isinstance(image, Image):
+            mode = "L" if self.in_chans == 1 else "RGB"
+            return image if image.mode == mode else image.convert(mode)
+        channels = image.shape[-3]
+        if channels == self.in_chans:
+            return image
+        if channels == 1:
+            return image.expand(self.in_chans, -1, -1)  # (in_chans, H, W)
+        raise ValueError(
+            f"Image has {channels} channels but the model takes {self.in_chans}."
+        )
+
+
+def classification_transforms(
+    input_size: int,
+    in_chans: int = 3,
+    normalize: Mapping[str, Sequence[float]] | None = IMAGENET_NORMALIZE,
+    min_scale: float = 0.08,
+) -> tuple[Transform, Transform]:
+    """The default train and eval transforms (see the module docstring).
+
+    Args:
+        input_size: Side of the square output.
+        in_chans: Output channels, 1 or 3.
+        normalize: ``{"mean": [...], "std": [...]}`` with ``in_chans`` values each
+            (use the statistics the encoder was pretrained with), or None.
+        min_scale: Smallest crop area fraction of the training crop.
+
+    Returns:
+        ``(train_transform, eval_transform)``.
+
+    Raises:
+        ValueError: If ``in_chans`` is not 1 or 3, or ``normalize`` has the wrong
+            number of values.
+    """
+    if in_chans not in (1, 3):
+        raise ValueError(f"in_chans must be 1 or 3 for images, got {in_chans}.")
+    tail: list[T.Transform] = [T.ToImage(), T.ToDtype(torch.float32, scale=True)]
+    if normalize is not None:
+        if len(normalize["mean"]) != in_chans or len(normalize["std"]) != in_chans:
+            raise ValueError(
+                f"normalize has {len(normalize['mean'])} mean / "
+                f"{len(normalize['std'])} std values but in_chans={in_chans}."
+            )
+        tail.append(T.Normalize(list(normalize["mean"]), list(normalize["std"])))
+    bicubic = T.InterpolationMode.BICUBIC
+    train = T.Compose(
+        [
+            _ToChannels(in_chans),
+            T.RandomResizedCrop(
+                input_size, scale=(min_scale, 1.0), interpolation=bicubic
+            ),
+            T.RandomHorizontalFlip(),
+            *tail,
+        ]
+    )
+    evaluation = T.Compose(
+        [
+            _ToChannels(in_chans),
+            T.Resize(round(input_size / EVAL_CROP_FRACTION), interpolation=bicubic),
+            T.CenterCrop(input_size),
+            *tail,
+        ]
+    )
+    return train, evaluation
+
+
+class TransformedDataset(Dataset[tuple[Any, int]]):
+    """``(transform(image), label)`` for each ``(image, label)`` of a dataset.
+
+    Lets one dataset serve several protocols with different transforms (a fine-tune
+    augments, kNN / linear do not) without rebuilding it.
+
+    Args:
+        dataset: Map-style dataset of ``(image, label)`` pairs.
+        transform: Applied to the image; None returns it unchanged.
+    """
+
+    def __init__(
+        self, dataset: Dataset[tuple[Any, int]], transform: Transform | None
+    ) -> None:
+        self.dataset = dataset
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        image, label = self.dataset[index]
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, int(label)
