@@ -20,6 +20,120 @@ IMAGENET_NORMALIZE: dict[str, list[float]] = {
 ImageInput = Image | Tensor
 
 
+def to_channels(image: ImageInput, in_chans: int) -> ImageInput:
+    """Gives an image the number of channels the model expects.
+
+    PIL images are converted to mode ``"L"`` (``in_chans=1``) or ``"RGB"``
+    (``in_chans=3``), so grayscale datasets work with RGB models and the other way
+    round. A (C, H, W) tensor with one channel is repeated to ``in_chans``.
+
+    Args:
+        image: PIL image or (C, H, W) tensor.
+        in_chans: 1 or 3.
+
+    Returns:
+        The image with ``in_chans`` channels (the same object if it already has).
+
+    Raises:
+        ValueError: For a tensor whose channels cannot be converted.
+    """
+    if isinstance(image, Image):
+        mode = "L" if in_chans == 1 else "RGB"
+        return image if image.mode == mode else image.convert(mode)
+    if image.ndim != 3:
+        raise ValueError(
+            f"Expected a (C, H, W) image tensor, got shape {tuple(image.shape)}."
+        )
+    if image.shape[0] == in_chans:
+        return image
+    if image.shape[0] == 1:
+        return image.expand(in_chans, -1, -1)
+    raise ValueError(
+        f"Image has {image.shape[0]} channels but in_chans={in_chans}; convert it or "
+        f"set data.in_chans={image.shape[0]}."
+    )
+
+
+class ToChannels:
+    """:func:`to_channels` as a picklable transform step (for data loader workers)."""
+
+    def __init__(self, in_chans: int) -> None:
+        self.in_chans = in_chans
+
+    def __call__(self, image: ImageInput) -> ImageInput:
+        return to_channels(image, self.in_chans)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(in_chans={self.in_chans})"
+
+
+class EvalTransform:
+    """Deterministic evaluation transform: resize, centre crop, normalise.
+
+    The shorter side is resized to ``input_size / crop_fraction`` and the centre
+    ``input_size`` square is cropped. With the default ``crop_fraction=1`` a square
+    image is only resized (no border is cut away, which matters for small, centred
+    images such as Fashion-MNIST); ``crop_fraction=0.875`` is ImageNet's usual
+    resize-256 / crop-224. Bicubic interpolation, as in the pretraining crops.
+
+    Args:
+        input_size: Output side in pixels.
+        in_chans: 1 or 3 (see :func:`to_channels`).
+        mean: Per-channel mean, ``in_chans`` values; None (with ``std``) skips
+            normalisation.
+        std: Per-channel std, ``in_chans`` values.
+        crop_fraction: Fraction of the resized image the centre crop keeps, in
+            (0, 1].
+
+    Raises:
+        ValueError: On a crop fraction outside (0, 1] or statistics whose length is
+            not ``in_chans``.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        in_chans: int,
+        mean: Sequence[float] | None,
+        std: Sequence[float] | None,
+        crop_fraction: float = 1.0,
+    ) -> None:
+        if not 0.0 < crop_fraction <= 1.0:
+            raise ValueError(f"crop_fraction must be in (0, 1], got {crop_fraction}.")
+        self.input_size = input_size
+        self.in_chans = in_chans
+        steps: list[T.Transform] = [
+            T.Resize(
+                round(input_size / crop_fraction),
+                interpolation=T.InterpolationMode.BICUBIC,
+                antialias=True,
+            ),
+            T.CenterCrop(input_size),
+            T.ToImage(),
+            T.ToDtype(torch.float32, scale=True),
+        ]
+        if mean is not None and std is not None:
+            if len(mean) != in_chans or len(std) != in_chans:
+                raise ValueError(
+                    f"normalize has {len(mean)} mean / {len(std)} std values but "
+                    f"in_chans={in_chans}."
+                )
+            steps.append(T.Normalize(mean=list(mean), std=list(std)))
+        self.transform = T.Compose(steps)
+
+    def __call__(self, image: Image | Tensor) -> Tensor:
+        """Transforms one image.
+
+        Args:
+            image: PIL image or (C, H, W) tensor (uint8, or float in [0, 1]).
+
+        Returns:
+            Float (in_chans, input_size, input_size), normalised.
+        """
+        out: Tensor = self.transform(to_channels(image, self.in_chans))
+        return out
+
+
 class SimMIMTransform:
     """Random resized crop, horizontal flip and normalisation, one view per image.
 
@@ -103,24 +217,6 @@ class SimMIMTransform:
             )
         self.transform = T.Compose(steps)
 
-    def _to_channels(self, image: ImageInput) -> ImageInput:
-        if isinstance(image, Image):
-            mode = "L" if self.in_chans == 1 else "RGB"
-            return image if image.mode == mode else image.convert(mode)
-        if image.ndim != 3:
-            raise ValueError(
-                f"Expected a (C, H, W) image tensor, got shape {tuple(image.shape)}."
-            )
-        channels = image.shape[0]
-        if channels == self.in_chans:
-            return image
-        if channels == 1:
-            return image.expand(self.in_chans, -1, -1)
-        raise ValueError(
-            f"Image has {channels} channels but in_chans={self.in_chans}; convert it "
-            f"or set in_chans={channels}."
-        )
-
     def __call__(self, image: ImageInput) -> list[Tensor]:
         """Transforms one image.
 
@@ -131,7 +227,7 @@ class SimMIMTransform:
             ``[view]`` with view (in_chans, H, W), or ``[view, mask]`` with a mask
             generator (mask bool (H / model_patch_size, W / model_patch_size)).
         """
-        view: Tensor = self.transform(self._to_channels(image))
+        view: Tensor = self.transform(to_channels(image, self.in_chans))
         if self.mask_generator is None:
             return [view]
         return [view, self.mask_generator(batch_size=1)[0]]

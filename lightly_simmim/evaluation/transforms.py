@@ -21,36 +21,14 @@ from typing import Any
 
 import torch
 import torchvision.transforms.v2 as T
-from PIL.Image import Image
-from torch import Tensor
 from torch.utils.data import Dataset
 
-from lightly_simmim.transforms import IMAGENET_NORMALIZE
+from lightly_simmim.transforms import IMAGENET_NORMALIZE, EvalTransform, ToChannels
 
 #: ``input_size / EVAL_CROP_FRACTION`` is the side the eval transform resizes to.
 EVAL_CROP_FRACTION = 0.875
 
 Transform = Callable[[Any], Any]
-
-
-class _ToChannels:
-    """PIL -> ``"L"`` / ``"RGB"``; a 1-channel tensor is repeated to ``in_chans``."""
-
-    def __init__(self, in_chans: int) -> None:
-        self.in_chans = in_chans
-
-    def __call__(self, image: Image | Tensor) -> Image | Tensor:
-        if isinstance(image, Image):
-            mode = "L" if self.in_chans == 1 else "RGB"
-            return image if image.mode == mode else image.convert(mode)
-        channels = image.shape[-3]
-        if channels == self.in_chans:
-            return image
-        if channels == 1:
-            return image.expand(self.in_chans, -1, -1)  # (in_chans, H, W)
-        raise ValueError(
-            f"Image has {channels} channels but the model takes {self.in_chans}."
-        )
 
 
 def classification_transforms(
@@ -77,30 +55,23 @@ def classification_transforms(
     """
     if in_chans not in (1, 3):
         raise ValueError(f"in_chans must be 1 or 3 for images, got {in_chans}.")
+    mean = None if normalize is None else normalize["mean"]
+    std = None if normalize is None else normalize["std"]
+    evaluation = EvalTransform(
+        input_size, in_chans, mean, std, crop_fraction=EVAL_CROP_FRACTION
+    )
     tail: list[T.Transform] = [T.ToImage(), T.ToDtype(torch.float32, scale=True)]
-    if normalize is not None:
-        if len(normalize["mean"]) != in_chans or len(normalize["std"]) != in_chans:
-            raise ValueError(
-                f"normalize has {len(normalize['mean'])} mean / "
-                f"{len(normalize['std'])} std values but in_chans={in_chans}."
-            )
-        tail.append(T.Normalize(list(normalize["mean"]), list(normalize["std"])))
-    bicubic = T.InterpolationMode.BICUBIC
+    if mean is not None and std is not None:
+        tail.append(T.Normalize(list(mean), list(std)))
     train = T.Compose(
         [
-            _ToChannels(in_chans),
+            ToChannels(in_chans),
             T.RandomResizedCrop(
-                input_size, scale=(min_scale, 1.0), interpolation=bicubic
+                input_size,
+                scale=(min_scale, 1.0),
+                interpolation=T.InterpolationMode.BICUBIC,
             ),
             T.RandomHorizontalFlip(),
-            *tail,
-        ]
-    )
-    evaluation = T.Compose(
-        [
-            _ToChannels(in_chans),
-            T.Resize(round(input_size / EVAL_CROP_FRACTION), interpolation=bicubic),
-            T.CenterCrop(input_size),
             *tail,
         ]
     )

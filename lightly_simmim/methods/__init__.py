@@ -8,11 +8,9 @@ one module with a :class:`PretrainMethod` subclass plus one entry point line.
 
 from lightly_simmim.methods.base import (
     ConvertChannels,
-    EvalTransform,
     LRSchedule,
     PretrainMethod,
     scaled_lr,
-    to_channels,
 )
 from lightly_simmim.methods.byol import BYOLMethod, BYOLSettings
 from lightly_simmim.methods.mae import MAEMethod, MAESettings
@@ -22,7 +20,6 @@ __all__ = [
     "BYOLMethod",
     "BYOLSettings",
     "ConvertChannels",
-    "EvalTransform",
     "LRSchedule",
     "MAEMethod",
     "MAESettings",
@@ -30,5 +27,4 @@ __all__ = [
     "SimMIMMethod",
     "SimMIMSettings",
     "scaled_lr",
-    "to_channels",
 ]

@@ -12,8 +12,8 @@ plumbing:
   the names in :meth:`PretrainMethod.no_weight_decay`) and the learning rate, scaled
   linearly with the global batch size and scheduled per step (:class:`LRSchedule`);
 - the online linear classifier on detached features, and the logging;
-- the evaluation transform (:class:`EvalTransform`) and the channel handling of the
-  pretraining transforms (:class:`ConvertChannels`).
+- the channel handling of lightly's pretraining transforms (:class:`ConvertChannels`;
+  the evaluation transform is :class:`lightly_simmim.transforms.EvalTransform`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from typing import Any, ClassVar
 import pytorch_lightning as pl
 import timm.optim
 import torch
-import torchvision.transforms.v2 as T
 from lightly.utils.benchmarking import OnlineLinearClassifier
 from PIL.Image import Image
 from pytorch_lightning.utilities.types import OptimizerLRSchedulerConfig
@@ -35,55 +34,19 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from lightly_simmim.config import OptimConfig, ScheduleConfig
 from lightly_simmim.masking import process_seed
-from lightly_simmim.transforms import IMAGENET_NORMALIZE
+from lightly_simmim.transforms import IMAGENET_NORMALIZE, EvalTransform, to_channels
 
 __all__ = [
     "ConvertChannels",
-    "EvalTransform",
     "LRSchedule",
     "PretrainMethod",
     "scaled_lr",
-    "to_channels",
 ]
 
 Batch = tuple[list[Tensor], Tensor]
 """What ``training_step`` receives: (views, labels). ``views`` is the default-collated
 output of ``default_transform()``: a list with one (B, C, H, W) tensor per view;
 ``labels`` is long (B,), -1 where a sample has no label."""
-
-
-def to_channels(image: Image | Tensor, in_chans: int) -> Image | Tensor:
-    """Gives an image the number of channels the model expects.
-
-    PIL images are converted to mode ``"L"`` (``in_chans=1``) or ``"RGB"``
-    (``in_chans=3``), so grayscale datasets work with RGB models and the other way
-    round. A (C, H, W) tensor with one channel is repeated to ``in_chans``.
-
-    Args:
-        image: PIL image or (C, H, W) tensor.
-        in_chans: 1 or 3.
-
-    Returns:
-        The image with ``in_chans`` channels (the same object if it already has).
-
-    Raises:
-        ValueError: For a tensor whose channels cannot be converted.
-    """
-    if isinstance(image, Image):
-        mode = "L" if in_chans == 1 else "RGB"
-        return image if image.mode == mode else image.convert(mode)
-    if image.ndim != 3:
-        raise ValueError(
-            f"Expected a (C, H, W) image tensor, got shape {tuple(image.shape)}."
-        )
-    if image.shape[0] == in_chans:
-        return image
-    if image.shape[0] == 1:
-        return image.expand(in_chans, -1, -1)
-    raise ValueError(
-        f"Image has {image.shape[0]} channels but in_chans={in_chans}; convert it or "
-        f"set data.in_chans={image.shape[0]}."
-    )
 
 
 class ConvertChannels:
@@ -112,58 +75,6 @@ class ConvertChannels:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.transform!r}, in_chans={self.in_chans})"
-
-
-class EvalTransform:
-    """Deterministic evaluation transform: resize, centre crop, normalise.
-
-    The shorter side is resized to ``input_size`` and the centre square is cropped,
-    so a square image is only resized (no border is cut away, which matters for
-    small, centred images such as Fashion-MNIST; ImageNet's usual resize-to-256 /
-    crop-224 ratio is not applied). Bicubic interpolation, as in the pretraining
-    crops.
-
-    Args:
-        input_size: Output side in pixels.
-        in_chans: 1 or 3 (see :func:`to_channels`).
-        mean: Per-channel mean, ``in_chans`` values.
-        std: Per-channel std, ``in_chans`` values.
-    """
-
-    def __init__(
-        self,
-        input_size: int,
-        in_chans: int,
-        mean: Sequence[float],
-        std: Sequence[float],
-    ) -> None:
-        self.input_size = input_size
-        self.in_chans = in_chans
-        self.transform = T.Compose(
-            [
-                T.Resize(
-                    input_size,
-                    interpolation=T.InterpolationMode.BICUBIC,
-                    antialias=True,
-                ),
-                T.CenterCrop(input_size),
-                T.ToImage(),
-                T.ToDtype(torch.float32, scale=True),
-                T.Normalize(mean=list(mean), std=list(std)),
-            ]
-        )
-
-    def __call__(self, image: Image | Tensor) -> Tensor:
-        """Transforms one image.
-
-        Args:
-            image: PIL image or (C, H, W) tensor (uint8, or float in [0, 1]).
-
-        Returns:
-            Float (in_chans, input_size, input_size), normalised.
-        """
-        out: Tensor = self.transform(to_channels(image, self.in_chans))
-        return out
 
 
 def scaled_lr(optim: OptimConfig, global_batch_size: int) -> float:

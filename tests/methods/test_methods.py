@@ -22,7 +22,8 @@ from torch import nn
 
 from lightly_simmim import registry
 from lightly_simmim.config import ConfigError, OptimConfig, ScheduleConfig, from_dict
-from lightly_simmim.methods import EvalTransform, PretrainMethod
+from lightly_simmim.methods import PretrainMethod
+from lightly_simmim.transforms import EvalTransform
 
 pytestmark = pytest.mark.filterwarnings(
     # Lightning's advice for real runs (workers, few batches, tips) is noise here.
