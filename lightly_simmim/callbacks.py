@@ -1,0 +1,230 @@
+"""Lightning callbacks of the pretraining loop, one small class each.
+
+- :func:`checkpoint_callbacks`: Lightning's own ``ModelCheckpoint``, configured for
+  ``last.ckpt`` plus one file per epoch, and ``last.ckpt`` refreshed every N steps.
+- :class:`StopOnNonFiniteLoss`: stops the run at the first NaN / inf loss, naming the
+  step and what to try.
+- :class:`ReconstructionImages`: a PNG of original / masked / reconstructed images
+  every few epochs and at the end.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from torch import Tensor
+
+from lightly_simmim.checkpoints import CHECKPOINT_DIR, LAST_CHECKPOINT
+from lightly_simmim.visualize import save_reconstruction_grid
+
+__all__ = [
+    "NonFiniteLossError",
+    "ReconstructionImages",
+    "StopOnNonFiniteLoss",
+    "checkpoint_callbacks",
+]
+
+
+def checkpoint_callbacks(
+    run_dir: Path, every_n_steps: int | None = None
+) -> list[ModelCheckpoint]:
+    """Lightning ``ModelCheckpoint`` callbacks writing into ``run_dir/checkpoints``.
+
+    One callback writes ``epoch=NNN.ckpt`` (0-based, every file kept) and refreshes
+    ``last.ckpt`` at the end of every epoch; with ``every_n_steps`` a second one
+    refreshes ``last.ckpt`` every N optimiser steps (no extra files), so a run killed
+    mid-epoch loses at most N steps. Atomic writing comes from the trainer's
+    :class:`~lightly_simmim.checkpoints.AtomicCheckpointIO` plugin.
+
+    Args:
+        run_dir: The run folder.
+        every_n_steps: Refresh ``last.ckpt`` every this many steps; None = only at
+            epoch ends.
+
+    Returns:
+        The callbacks, for ``Trainer(callbacks=...)``.
+    """
+    folder = run_dir / CHECKPOINT_DIR
+    last_name = Path(LAST_CHECKPOINT).stem
+    # enable_version_counter=False: both callbacks own `last.ckpt`; with the counter
+    # on, the second would write `last-v1.ckpt` on finding the first one's file.
+    per_epoch = ModelCheckpoint(
+        dirpath=folder,
+        filename="epoch={epoch:03d}",
+        auto_insert_metric_name=False,
+        save_top_k=-1,
+        every_n_epochs=1,
+        save_on_train_epoch_end=True,
+        save_last=True,
+        enable_version_counter=False,
+    )
+    per_epoch.CHECKPOINT_NAME_LAST = last_name
+    callbacks = [per_epoch]
+    if every_n_steps is not None:
+        if every_n_steps < 1:
+            raise ValueError(
+                f"trainer.checkpoint_every_n_steps must be >= 1 or null, got "
+                f"{every_n_steps}."
+            )
+        per_steps = ModelCheckpoint(
+            dirpath=folder,
+            save_top_k=0,  # no step files: only `last.ckpt` is refreshed
+            every_n_train_steps=every_n_steps,
+            save_last=True,
+            enable_version_counter=False,
+        )
+        per_steps.CHECKPOINT_NAME_LAST = last_name
+        callbacks.append(per_steps)
+    return callbacks
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; the run was stopped."""
+
+
+class StopOnNonFiniteLoss(Callback):
+    """Stops training at the first batch whose loss is NaN or infinite.
+
+    The check runs after every training batch, before the checkpoint callbacks
+    (Lightning runs those last), so no checkpoint with diverged weights is written;
+    ``last.ckpt`` stays the last good one. With several processes the decision is
+    reduced over all ranks, so every rank stops together instead of the others
+    hanging in the next all-reduce.
+
+    Raises:
+        NonFiniteLossError: From ``on_train_batch_end``, with the step, epoch, batch,
+            loss value and remedies in the message.
+    """
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        """Checks the loss of this batch (``outputs["loss"]`` or ``outputs``)."""
+        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+        if not isinstance(loss, Tensor):
+            return
+        value = float(loss.detach().float().mean())
+        bad = trainer.strategy.reduce_boolean_decision(
+            not math.isfinite(value), all=False
+        )
+        if not bad:
+            return
+        lr = (
+            f"; learning rate {trainer.optimizers[0].param_groups[0]['lr']:.3g}"
+            if trainer.optimizers
+            else ""
+        )
+        where = (
+            f"at optimizer step {trainer.global_step} (epoch {trainer.current_epoch}, "
+            f"batch {batch_idx}{lr})"
+        )
+        what = (
+            f"the loss is {value}"
+            if not math.isfinite(value)
+            else "the loss of another process is not finite"
+        )
+        raise NonFiniteLossError(
+            f"Training stopped: {what} {where}. Try a lower learning rate "
+            "(--set optim.base_lr=...), full precision (--set trainer.precision=32), "
+            "gradient clipping (--set optim.clip_grad=1.0) or a longer warmup "
+            "(--set schedule.warmup_epochs=...), in a new run (--set name=...). "
+            f"The run folder's {CHECKPOINT_DIR}/{LAST_CHECKPOINT}, if any, is the "
+            "last checkpoint before the divergence."
+        )
+
+
+class ReconstructionImages(Callback):
+    """Saves original / masked / reconstruction grids of a fixed batch of images.
+
+    The batch is taken once, in ``setup``, from ``dataset`` (un-transformed images)
+    through the method's ``eval_transform()``, so every PNG shows the same images.
+    Methods whose ``reconstruct_batch`` returns None (BYOL) get no PNG.
+
+    Files: ``<folder>/epoch_NNN.png`` (NNN = 0-based epoch, as in the checkpoint
+    names) every ``every_n_epochs`` epochs, and ``<folder>/final.png`` at the end.
+    The reconstruction runs on every rank (FSDP needs all ranks for a forward pass)
+    and only global rank 0 writes.
+
+    Args:
+        dataset: Map-style dataset of ``(PIL image, label)``.
+        folder: Where the PNGs go.
+        every_n_epochs: 0 = only ``final.png``.
+        mean: Per-channel normalisation mean, to undo it for display.
+        std: Per-channel normalisation std.
+        num_images: How many images (the first ones of ``dataset``).
+    """
+
+    def __init__(
+        self,
+        dataset: torch.utils.data.Dataset[tuple[Any, int]],
+        folder: Path,
+        every_n_epochs: int,
+        mean: Sequence[float] | None,
+        std: Sequence[float] | None,
+        num_images: int = 8,
+    ) -> None:
+        super().__init__()
+        self.dataset = dataset
+        self.folder = folder
+        self.every_n_epochs = every_n_epochs
+        self.mean = mean
+        self.std = std
+        self.num_images = num_images
+        self.images: Tensor | None = None
+
+    def setup(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str
+    ) -> None:
+        """Takes the fixed batch: the first images through ``eval_transform()``."""
+        method: Any = pl_module  # a PretrainMethod: eval_transform, reconstruct_batch
+        transform = method.eval_transform()
+        count = min(self.num_images, len(self.dataset))  # type: ignore[arg-type]
+        self.images = torch.stack([transform(self.dataset[i][0]) for i in range(count)])
+
+    def on_train_epoch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule
+    ) -> None:
+        """Writes ``epoch_NNN.png`` every ``every_n_epochs`` epochs."""
+        epoch = trainer.current_epoch
+        if self.every_n_epochs > 0 and (epoch + 1) % self.every_n_epochs == 0:
+            self.save(trainer, pl_module, f"epoch_{epoch:03d}.png")
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Writes ``final.png``."""
+        self.save(trainer, pl_module, "final.png")
+
+    @torch.no_grad()
+    def save(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, name: str
+    ) -> Path | None:
+        """Reconstructs the fixed batch and writes ``folder/name`` on rank 0.
+
+        Returns:
+            The PNG written, or None (not rank 0, or no reconstruction).
+        """
+        if self.images is None:
+            return None
+        method: Any = pl_module  # a PretrainMethod: eval_transform, reconstruct_batch
+        was_training = method.training
+        method.eval()
+        try:
+            result = method.reconstruct_batch(self.images.to(method.device))
+        finally:
+            pl_module.train(was_training)
+        if result is None or not trainer.is_global_zero:
+            return None
+        images, mask, reconstruction = result
+        return save_reconstruction_grid(
+            self.folder / name, images, mask, reconstruction, self.mean, self.std
+        )

@@ -1,0 +1,271 @@
+"""Checkpoint files: written atomically, read without unpickling arbitrary objects.
+
+Two guarantees hold for every checkpoint this package writes or reads:
+
+- **A kill never leaves a corrupt file.** :class:`AtomicCheckpointIO` (handed to
+  Lightning's ``Trainer`` as a plugin) serialises into a temporary file in the target's
+  own folder, flushes it to disk with ``fsync`` and renames it over the target with
+  ``os.replace``. A rename within one file system is atomic, so after a ``SIGKILL`` (or
+  a power cut) at any moment ``last.ckpt`` is either the previous complete checkpoint
+  or the new complete one. Lightning's own writer goes through fsspec, which stages
+  the file in the system temp folder and *moves* it, which is a copy (not atomic)
+  whenever ``/tmp`` is another file system, and never calls ``fsync``.
+- **Loading never unpickles arbitrary objects.** Every load goes through
+  ``torch.load(..., weights_only=True)``, which accepts only tensors, primitive types
+  and containers of them; a checkpoint holding anything else is refused with
+  :class:`CheckpointError`. Our methods keep their hyperparameters out of the
+  checkpoint (the run folder's ``config.yaml`` holds them), so nothing else is needed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import pickle
+import uuid
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+
+__all__ = [
+    "CHECKPOINT_DIR",
+    "LAST_CHECKPOINT",
+    "AtomicCheckpointIO",
+    "CheckpointError",
+    "atomic_write",
+    "find_run",
+    "load_checkpoint",
+    "remove_stale_temporaries",
+]
+
+#: Sub-folder of a run folder that holds the checkpoints.
+CHECKPOINT_DIR = "checkpoints"
+#: File name of the newest checkpoint (refreshed every epoch and every N steps).
+LAST_CHECKPOINT = "last.ckpt"
+# Temporary files are hidden and carry this suffix, so a folder listing of finished
+# checkpoints never shows them and `remove_stale_temporaries` can find the ones a
+# killed process left behind.
+_TMP_SUFFIX = ".partial"
+_O_BINARY = getattr(os, "O_BINARY", 0)  # Windows only: no newline translation
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read: corrupt, truncated, or not weights-only."""
+
+
+def _fsync_dir(folder: Path) -> None:
+    # The rename itself lives in the folder's metadata; without this a power cut right
+    # after os.replace can still lose it on some file systems. Not possible on Windows.
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Writes ``data`` to ``path`` so that readers see the old or the new file only.
+
+    Args:
+        path: Target file; its folder is created if needed.
+        data: The complete new content.
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Same folder as the target (same file system: the rename is atomic), a name no
+    # other process or rank uses, and mode 0o666 minus the umask like any new file
+    # (tempfile.mkstemp would make it private to the owner).
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}{_TMP_SUFFIX}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+    """Deletes temporary files that a killed :func:`atomic_write` left in ``folder``.
+
+    Call it only where no other process is writing into ``folder`` (rank 0, before
+    training starts).
+
+    Returns:
+        The files removed.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for entry in folder.glob(f".*{_TMP_SUFFIX}"):
+        with contextlib.suppress(FileNotFoundError):
+            entry.unlink()
+            removed.append(entry)
+    return removed
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], map_location: Any = "cpu", mmap: bool = False
+) -> dict[str, Any]:
+    """Loads a checkpoint with ``torch.load(weights_only=True)``.
+
+    Args:
+        path: A ``.ckpt`` file written by Lightning (or any ``torch.save`` file of
+            tensors and primitives).
+        map_location: Where to put the tensors (``torch.load``'s argument).
+        mmap: Map the tensors from the file instead of reading them (cheap: for
+            checking a checkpoint without loading it).
+
+    Returns:
+        The checkpoint dictionary (Lightning's: ``state_dict``, ``epoch``,
+        ``global_step``, loop and optimiser states, ...).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        CheckpointError: The file is truncated or corrupt, not a mapping, or holds
+            objects other than tensors and primitives (which are never unpickled).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Checkpoint {str(path)!r} does not exist.")
+    try:
+        loaded = torch.load(
+            path, map_location=map_location, weights_only=True, mmap=mmap
+        )
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"Checkpoint {str(path)!r} holds Python objects other than tensors and "
+            "primitive types; it is not loaded, because unpickling them could run "
+            f"arbitrary code. ({str(error).splitlines()[0]})"
+        ) from error
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
+        raise CheckpointError(
+            f"Checkpoint {str(path)!r} cannot be read ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else 'no detail'}); it is "
+            "truncated or corrupt."
+        ) from error
+    if not isinstance(loaded, dict):
+        raise CheckpointError(
+            f"Checkpoint {str(path)!r} holds a {type(loaded).__name__}, expected a "
+            "dictionary."
+        )
+    return loaded
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint plugin, writing atomically and loading weights-only.
+
+    Pass it as ``Trainer(plugins=[AtomicCheckpointIO()])``. Saving serialises the
+    checkpoint with ``torch.save`` and writes it with :func:`atomic_write`; loading
+    uses :func:`load_checkpoint`, i.e. ``weights_only=True`` whatever the caller
+    asks for. Remote paths (``s3://`` and the like) fall back to Lightning's writer.
+    """
+
+    def save_checkpoint(
+        self,
+        checkpoint: dict[str, Any],
+        path: str | Path,
+        storage_options: Any | None = None,
+    ) -> None:
+        """Writes ``checkpoint`` to ``path`` atomically.
+
+        Raises:
+            TypeError: If ``storage_options`` is given (not supported, as in
+                Lightning's ``TorchCheckpointIO``).
+        """
+        if "://" in str(path):
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        if storage_options is not None:
+            raise TypeError(
+                f"{type(self).__name__} does not support storage_options, got "
+                f"{storage_options!r}."
+            )
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        atomic_write(path, buffer.getbuffer().tobytes())
+
+    def load_checkpoint(
+        self,
+        path: str | Path,
+        map_location: Any | None = lambda storage, loc: storage,
+        weights_only: bool | None = None,
+    ) -> dict[str, Any]:
+        """Loads ``path`` with ``weights_only=True`` (the argument is ignored).
+
+        Raises:
+            FileNotFoundError: ``path`` does not exist.
+            CheckpointError: See :func:`load_checkpoint`.
+        """
+        # weights_only=False is never honoured: a checkpoint is data, not code.
+        return load_checkpoint(path, map_location=map_location)
+
+    def remove_checkpoint(self, path: str | Path) -> None:
+        """Deletes a checkpoint file (ModelCheckpoint's rotation)."""
+        if "://" in str(path):
+            super().remove_checkpoint(path)
+            return
+        with contextlib.suppress(FileNotFoundError):
+            Path(path).unlink()
+
+
+def find_run(run_or_checkpoint: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """The run folder and checkpoint file meant by a run folder or checkpoint path.
+
+    A folder means ``<folder>/checkpoints/last.ckpt``; a file is taken as the
+    checkpoint, and its run folder is the nearest parent holding ``config.yaml``.
+
+    Args:
+        run_or_checkpoint: A run folder (``output_dir/name``) or a ``.ckpt`` file.
+
+    Returns:
+        ``(run folder, checkpoint file)``.
+
+    Raises:
+        FileNotFoundError: The path, the run's ``config.yaml`` or its checkpoint does
+            not exist; the message says what a run folder holds.
+    """
+    path = Path(run_or_checkpoint)
+    layout = (
+        "A run folder (written by `lightly-simmim pretrain`) holds config.yaml and "
+        f"{CHECKPOINT_DIR}/{LAST_CHECKPOINT}."
+    )
+    if path.is_dir():
+        run = path
+        checkpoint = path / CHECKPOINT_DIR / LAST_CHECKPOINT
+    elif path.is_file():
+        checkpoint = path
+        parents = [p for p in path.parents if (p / "config.yaml").is_file()][:1]
+        if not parents:
+            raise FileNotFoundError(
+                f"No config.yaml in any folder above checkpoint {str(path)!r}, so the "
+                f"model it belongs to is unknown. {layout}"
+            )
+        run = parents[0]
+    else:
+        raise FileNotFoundError(
+            f"{str(path)!r} is neither a run folder nor a checkpoint file. {layout}"
+        )
+    if not (run / "config.yaml").is_file():
+        raise FileNotFoundError(f"{str(run)!r} has no config.yaml. {layout}")
+    if not checkpoint.is_file():
+        raise FileNotFoundError(
+            f"{str(run)!r} has no checkpoint {CHECKPOINT_DIR}/{LAST_CHECKPOINT} (was "
+            f"the run stopped before its first checkpoint?). {layout}"
+        )
+    return run, checkpoint
