@@ -1,15 +1,40 @@
-"""The ``lightly-simmim`` command line."""
+"""The ``lightly-simmim`` command line.
+
+Sub-commands: ``pretrain``, ``evaluate``, ``benchmark``, ``export``, ``list`` and
+``demo``. User errors (a bad config, missing or corrupt data, an unknown component, a
+missing run folder) print ``lightly-simmim <command>: error: <message>`` to stderr
+and exit with status 2, as argparse does for bad arguments; a run stopped because its
+loss became NaN or infinite exits with status 1. Set ``LIGHTLY_SIMMIM_TRACEBACK=1``
+to get the traceback instead.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from lightly_simmim import registry
 
+#: Shipped config that ``lightly-simmim pretrain`` runs without ``--config``.
+DEFAULT_CONFIG = "fashion_mnist_cpu"
+
+#: Exit status of a run stopped by a NaN / inf loss (user errors exit with 2).
+EXIT_DIVERGED = 1
+#: Exit status of user errors (bad config, data, arguments), as argparse's.
+EXIT_USAGE = 2
+
+
+class CommandUnavailableError(RuntimeError):
+    """A sub-command or option that a later release adds."""
+
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    from lightly_simmim.config import shipped_configs
     from lightly_simmim.data import DATASETS
 
     # describe() reads entry point metadata only: listing imports no plugin, so a
@@ -21,6 +46,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
     print("datasets:")
     for name, description in DATASETS.items():
         print(f"  {name:<24} {description}")
+    print("configs:  (lightly-simmim pretrain --config NAME)")
+    for name, path in sorted(shipped_configs().items()):
+        default = "  (default)" if name == DEFAULT_CONFIG else ""
+        print(f"  {name:<28} {path}{default}")
     return 0
 
 
@@ -41,18 +70,230 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from lightly_simmim.config import ConfigError, load_config
+    from lightly_simmim.train import load_config_for_resume, pretrain
+
+    if args.resume is not None:
+        if args.config is not None:
+            raise ConfigError(
+                "--config cannot be combined with --resume: a resumed run uses its "
+                "own config.yaml (change single values with --set)."
+            )
+        config = load_config_for_resume(args.resume, args.overrides)
+    else:
+        config = load_config(args.config or DEFAULT_CONFIG, args.overrides)
+    pretrain(config, resume=args.resume is not None)
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.protocol != "knn":
+        raise CommandUnavailableError(
+            f"--protocol {args.protocol} is not available yet; only knn is "
+            "(linear and fine-tune evaluation come in a later release)."
+        )
+    import torch
+
+    from lightly_simmim.checkpoints import atomic_write
+    from lightly_simmim.train import knn_evaluate, load_run
+
+    config, method, _, checkpoint = load_run(args.run, args.overrides)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    result = knn_evaluate(method.to(device), config, device=device)
+    print(
+        f"kNN top-1: {result['top1']:.2f}% (top-5 {result['top5']:.2f}%; "
+        f"k={result['k']}, {result['train_images']} train / {result['test_images']} "
+        f"test images) of {checkpoint}"
+    )
+    if args.output is not None:
+        payload = {"checkpoint": str(checkpoint), "knn": result}
+        atomic_write(args.output, (json.dumps(payload, indent=2) + "\n").encode())
+        print(f"wrote {args.output}")
+    return 0
+
+
+def _cmd_benchmark(args: argparse.Namespace) -> int:
+    raise CommandUnavailableError(
+        "benchmark is not available yet: it comes with the linear / fine-tune "
+        "evaluation in a later release. Compare methods meanwhile with "
+        "`lightly-simmim pretrain --config ...` per method (each run ends with kNN "
+        "accuracy in <run>/metrics.json)."
+    )
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from lightly_simmim.export import export_timm
+
+    path = export_timm(args.run, args.output)
+    print(f"wrote {path} and {path.with_suffix('.json')}")
+    return 0
+
+
+_OVERRIDE_HELP = (
+    "override one config value, dotted key = YAML value, e.g. optim.base_lr=2e-4 "
+    "trainer.epochs=5 encoder.kwargs.depth=2 method.mask_ratio=0.5 (repeatable, "
+    "several per --set; applied after the file)"
+)
+
+
+def _add_overrides(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        metavar="KEY=VALUE",
+        nargs="+",
+        action="extend",
+        default=[],
+        help=_OVERRIDE_HELP,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``lightly-simmim`` and its sub-commands."""
     parser = argparse.ArgumentParser(
         prog="lightly-simmim",
-        description="SimMIM masked image modeling for lightly.",
+        description="SimMIM masked image modeling for lightly: pretrain SimMIM, MAE "
+        "or BYOL from a YAML config, evaluate, export to timm.",
+        epilog="Run `lightly-simmim COMMAND --help` for the options of a command.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    formatter = argparse.RawDescriptionHelpFormatter
+
+    pretrain = sub.add_parser(
+        "pretrain",
+        help="pretrain a method from a YAML config (default: SimMIM on the embedded "
+        "Fashion-MNIST, about 10 minutes on 2 CPU cores)",
+        formatter_class=formatter,
+        description=(
+            "Pretrains the method a config names on Lightning's Trainer and ends\n"
+            "with kNN accuracy of the pooled features (train vs test split).\n\n"
+            f"Without --config the shipped '{DEFAULT_CONFIG}' config runs: SimMIM\n"
+            "with a small ViT on the Fashion-MNIST subset inside the package (no\n"
+            "data root, no network). Values come from the typed defaults < the YAML\n"
+            "file < --set overrides; a misspelt key is an error naming the nearest\n"
+            "valid one.\n\n"
+            "The run folder output_dir/name (name defaults to the method) gets\n"
+            "config.yaml (the resolved config), checkpoints/last.ckpt and\n"
+            "checkpoints/epoch=NNN.ckpt, reconstructions/*.png, logs/csv (and\n"
+            "logs/tensorboard if installed) and metrics.json. Checkpoints are written\n"
+            "atomically: a killed run continues with --resume RUN_DIR to the same\n"
+            "final epoch. A NaN / inf loss stops the run (exit status 1)."
+        ),
+        epilog=(
+            "examples:\n"
+            "  lightly-simmim pretrain\n"
+            "  lightly-simmim pretrain --set trainer.epochs=2 data.limit_train=2000\n"
+            "  lightly-simmim pretrain --config simmim_vit_base_800ep "
+            "--set data.root=/data/imagenet trainer.devices=8\n"
+            "  lightly-simmim pretrain --config my.yaml --set trainer.strategy=ddp "
+            "trainer.devices=2\n"
+            "  lightly-simmim pretrain --resume runs/simmim\n"
+            "shipped configs: see `lightly-simmim list`."
+        ),
+    )
+    pretrain.add_argument(
+        "--config",
+        metavar="FILE_OR_NAME",
+        default=None,
+        help=f"a YAML file or the name of a shipped config (default: {DEFAULT_CONFIG})",
+    )
+    _add_overrides(pretrain)
+    pretrain.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        default=None,
+        help="continue the run in RUN_DIR from its checkpoints/last.ckpt, with its "
+        "config.yaml (plus any --set); not combinable with --config",
+    )
+    pretrain.set_defaults(func=_cmd_pretrain)
+
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="evaluate a pretrained run or checkpoint (kNN)",
+        formatter_class=formatter,
+        description=(
+            "Rebuilds the model from the run's config.yaml, loads the checkpoint\n"
+            "(weights only) and evaluates its pooled features.\n\n"
+            "knn: weighted kNN (eval.knn_k neighbours, eval.knn_temperature) of the\n"
+            "test split against the training split, top-1 / top-5 in percent.\n"
+            "linear, finetune: not available yet (a later release)."
+        ),
+        epilog="example:\n  lightly-simmim evaluate --protocol knn runs/simmim",
+    )
+    evaluate.add_argument(
+        "run",
+        metavar="RUN_OR_CHECKPOINT",
+        help="a run folder (uses checkpoints/last.ckpt) or a .ckpt file in one",
+    )
+    evaluate.add_argument(
+        "--protocol",
+        choices=("knn", "linear", "finetune"),
+        default="knn",
+        help="evaluation protocol (default: knn; linear / finetune not available yet)",
+    )
+    _add_overrides(evaluate)
+    evaluate.add_argument(
+        "--output", metavar="FILE", default=None, help="also write the result as JSON"
+    )
+    evaluate.set_defaults(func=_cmd_evaluate)
+
+    benchmark = sub.add_parser(
+        "benchmark",
+        help="compare methods with one evaluation (not available yet)",
+        description="Not available yet: runs several configs and tabulates kNN / "
+        "linear / fine-tune results in a later release.",
+    )
+    benchmark.set_defaults(func=_cmd_benchmark)
+
+    export = sub.add_parser(
+        "export",
+        help="export a pretrained encoder as a timm-loadable safetensors file",
+        formatter_class=formatter,
+        description=(
+            "Writes the plain timm encoder of a run (no mask token, no head) as\n"
+            "safetensors, plus a JSON file beside it with the timm model name and\n"
+            "create_model kwargs. Load it with:\n\n"
+            "  timm.create_model(name, pretrained=True,\n"
+            "                    pretrained_cfg_overlay=dict(file=PATH),\n"
+            "                    num_classes=N, **kwargs)"
+        ),
+        epilog="example:\n  lightly-simmim export runs/simmim --format timm",
+    )
+    export.add_argument(
+        "run",
+        metavar="RUN",
+        help="a run folder (uses checkpoints/last.ckpt) or a .ckpt file in one",
+    )
+    export.add_argument(
+        "--format",
+        choices=("timm",),
+        default="timm",
+        help="output format (timm: safetensors + JSON)",
+    )
+    export.add_argument(
+        "--output",
+        metavar="FILE",
+        type=Path,
+        default=None,
+        help="the .safetensors file (default: RUN/export/<run name>_timm.safetensors)",
+    )
+    export.set_defaults(func=_cmd_export)
+
+    lister = sub.add_parser(
+        "list",
+        help="list the registered methods, encoders, transforms, heads, losses, the "
+        "datasets and the shipped configs",
+        description="Lists every component found through the lightly.* entry point "
+        "groups (third-party plugins included), the datasets known by name and the "
+        "configs shipped with the package.",
+    )
+    lister.set_defaults(func=_cmd_list)
 
     demo = sub.add_parser(
         "demo",
         help="pretrain a small ViT with SimMIM on the embedded Fashion-MNIST (CPU, "
-        "minutes) and print kNN accuracy before and after",
+        "minutes) in a plain PyTorch loop and print kNN accuracy before and after",
         description="Plain-PyTorch SimMIM on the embedded 10,000-image Fashion-MNIST "
         "subset: no data root, no network. Prints the loss, kNN top-1 before and after "
         "pretraining, and writes OUTPUT_DIR/reconstruction.png.",
@@ -67,28 +308,52 @@ def build_parser() -> argparse.ArgumentParser:
         "--output-dir", default="runs/demo", help="where the PNG goes (runs/demo)"
     )
     demo.set_defaults(func=_cmd_demo)
-
-    lister = sub.add_parser(
-        "list",
-        help="list the registered methods, encoders, transforms, heads, losses and "
-        "the datasets",
-        description="Lists every component found through the lightly.* entry point "
-        "groups (third-party plugins included) and the datasets known by name.",
-    )
-    lister.set_defaults(func=_cmd_list)
     return parser
 
 
+def _quiet_lightning_tips() -> None:
+    """Drops Lightning's advertisement lines ("💡 Tip: ...") from the CLI output."""
+
+    def no_tips(record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡")
+
+    for name in (
+        "pytorch_lightning.utilities.rank_zero",
+        "lightning_fabric.utilities.rank_zero",
+    ):
+        logging.getLogger(name).addFilter(no_tips)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``lightly-simmim`` console script."""
+    """Entry point of the ``lightly-simmim`` console script.
+
+    Returns:
+        The exit status: 0, :data:`EXIT_USAGE` for user errors,
+        :data:`EXIT_DIVERGED` for a NaN / inf loss.
+    """
     args = build_parser().parse_args(argv)
+    _quiet_lightning_tips()
     try:
         code: int = args.func(args)
-    except (ValueError, FileNotFoundError, FloatingPointError) as error:
-        # User-facing problems (bad settings, missing data, diverged loss): a message,
-        # not a traceback.
+    except FloatingPointError as error:
+        # The loss diverged (NonFiniteLossError): not a usage error, exit 1.
+        if os.environ.get("LIGHTLY_SIMMIM_TRACEBACK"):
+            raise
         print(f"lightly-simmim {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_DIVERGED
+    except (
+        # ConfigError, CorruptImageError, CheckpointError, UnknownComponentError
+        ValueError,
+        FileNotFoundError,  # DatasetNotFoundError, missing run / checkpoint
+        FileExistsError,  # a new run into a folder that holds a checkpoint
+        registry.PluginLoadError,  # a registered plugin fails to import
+        CommandUnavailableError,
+    ) as error:
+        # User-facing problems: a message, not a traceback.
+        if os.environ.get("LIGHTLY_SIMMIM_TRACEBACK"):
+            raise
+        print(f"lightly-simmim {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     return code
 
 

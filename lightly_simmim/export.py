@@ -1,0 +1,115 @@
+"""Export a pretrained encoder as a safetensors file that timm loads.
+
+:func:`export_timm` rebuilds the method from a run's ``config.yaml``, loads the
+checkpoint (``weights_only=True``), and writes the plain timm model inside
+(``method.timm_encoder()``, without SimMIM's mask token or any head) as
+``<name>.safetensors`` plus ``<name>.json`` beside it. Load it with timm::
+
+    info = json.load(open("encoder.json"))
+    model = timm.create_model(
+        info["model_name"],
+        pretrained=True,
+        pretrained_cfg_overlay=dict(file="encoder.safetensors"),
+        num_classes=10,  # a fresh classifier for your task; 0 = features only
+        **info["kwargs"],
+    )
+
+safetensors holds tensors only, so loading it never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import save as safetensors_bytes
+
+from lightly_simmim.checkpoints import atomic_write
+from lightly_simmim.encoders.factory import resolve_timm_name
+from lightly_simmim.train import load_run
+
+__all__ = ["export_timm"]
+
+
+def _timm_arguments(name: str, kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The registered timm name and ``create_model`` kwargs that rebuild the encoder.
+
+    Derived names (``swin_base_patch4_window6_192``) become the registered model plus
+    size overrides; ``num_classes`` and ``pretrained`` are the caller's to choose.
+    """
+    registered, overrides = resolve_timm_name(name)
+    merged = {**overrides, **kwargs}
+    for key in ("num_classes", "pretrained", "pretrained_cfg_overlay"):
+        merged.pop(key, None)
+    return registered, merged
+
+
+def export_timm(
+    run_or_checkpoint: str | os.PathLike[str], out: str | os.PathLike[str] | None = None
+) -> Path:
+    """Writes the pretrained encoder of a run as a timm-loadable safetensors file.
+
+    Args:
+        run_or_checkpoint: A run folder (its ``checkpoints/last.ckpt``) or a
+            checkpoint file inside a run folder.
+        out: The ``.safetensors`` file to write; default
+            ``<run>/export/<run name>_timm.safetensors``. A JSON file with the same
+            stem is written beside it: ``model_name`` and ``kwargs`` for
+            ``timm.create_model``, plus ``pretrained_cfg`` (input size, channels,
+            normalisation), ``num_features``, the source checkpoint and the method.
+
+    Returns:
+        The safetensors path.
+
+    Raises:
+        FileNotFoundError: No run folder / config / checkpoint there.
+        CheckpointError: The checkpoint is corrupt or not weights-only.
+        ConfigError: The run's config is invalid or does not fit the checkpoint.
+    """
+    config, method, folder, checkpoint = load_run(run_or_checkpoint)
+    target = (
+        Path(out)
+        if out is not None
+        else folder / "export" / f"{folder.name}_timm.safetensors"
+    )
+    if target.suffix != ".safetensors":
+        target = target.with_name(target.name + ".safetensors")
+    model = method.timm_encoder()
+    # Contiguous copies: safetensors refuses views and tensors that share storage
+    # (tied weights), and a copy also detaches them from the module.
+    state = {
+        key: value.detach().cpu().contiguous().clone()
+        for key, value in model.state_dict().items()
+    }
+    name, kwargs = _timm_arguments(config.encoder.name, dict(config.encoder.kwargs))
+    info = {
+        "model_name": name,
+        "kwargs": kwargs,
+        "pretrained_cfg": {
+            "input_size": [
+                config.data.in_chans,
+                config.data.input_size,
+                config.data.input_size,
+            ],
+            "mean": list(method.mean),
+            "std": list(method.std),
+        },
+        "num_features": int(method.feature_dim),
+        "method": config.method.name,
+        "checkpoint": str(checkpoint),
+        "usage": (
+            "timm.create_model(model_name, pretrained=True, "
+            "pretrained_cfg_overlay=dict(file=<this .safetensors>), num_classes=N, "
+            "**kwargs)"
+        ),
+    }
+    atomic_write(
+        target,
+        safetensors_bytes(state, metadata={"format": "pt", "timm_model": name}),
+    )
+    atomic_write(
+        target.with_suffix(".json"), (json.dumps(info, indent=2) + "\n").encode()
+    )
+    return target
