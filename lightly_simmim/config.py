@@ -55,9 +55,9 @@ class DataConfig:
     #: Images per device and step.
     batch_size: int = 128
     num_workers: int = 2
-    #: Use only the first N training images (quick runs and tests); None = all.
+    #: Use only N evenly spaced training images (quick runs, tests); None = all.
     limit_train: int | None = None
-    #: Use only the first N evaluation images; None = all.
+    #: Use only N evenly spaced evaluation images; None = all.
     limit_eval: int | None = None
 
 

@@ -783,7 +783,8 @@ def _build_archive_set(
 class _Spec:
     description: str
     build: Callable[
-        [Path | None, bool, Transform | None, bool, OnCorrupt], Dataset[tuple[Any, int]]
+        [Path | None, bool, Transform | None, bool, OnCorrupt, bool],
+        Dataset[tuple[Any, int]],
     ]
     num_classes: int | None  # None: read from the root (image folders)
 
@@ -794,6 +795,7 @@ def _embedded(
     transform: Transform | None,
     download: bool,
     on_corrupt: OnCorrupt,
+    check_images: bool,
 ) -> Dataset[tuple[Any, int]]:
     if root is not None:
         warnings.warn(
@@ -813,6 +815,7 @@ def _folder_spec(name: str, description: str) -> _Spec:
         transform: Transform | None,
         download: bool,
         on_corrupt: OnCorrupt,
+        check_images: bool,
     ) -> Dataset[tuple[Any, int]]:
         if download:
             raise ValueError(
@@ -821,7 +824,11 @@ def _folder_spec(name: str, description: str) -> _Spec:
             )
         root = _require_root(name, root, _IMAGE_FOLDER_LAYOUT, downloadable=False)
         return ImageFolderDataset(
-            root, train=train, transform=transform, on_corrupt=on_corrupt
+            root,
+            train=train,
+            transform=transform,
+            on_corrupt=on_corrupt,
+            check_images=check_images,
         )
 
     return _Spec(description, build, None)
@@ -834,6 +841,7 @@ def _idx_spec(name: str, cls: type[tv_datasets.MNIST], description: str) -> _Spe
         transform: Transform | None,
         download: bool,
         on_corrupt: OnCorrupt,
+        check_images: bool,
     ) -> Dataset[tuple[Any, int]]:
         return _build_idx(name, cls, root, train, transform, download)
 
@@ -852,6 +860,7 @@ def _archive_spec(
         transform: Transform | None,
         download: bool,
         on_corrupt: OnCorrupt,
+        check_images: bool,
     ) -> Dataset[tuple[Any, int]]:
         return _build_archive_set(name, cls, root, train, transform, download)
 
@@ -941,6 +950,7 @@ def build_dataset(
     transform: Callable[[Image.Image], Any] | None = None,
     download: bool = False,
     on_corrupt: Literal["skip", "error"] = "skip",
+    check_images: bool = True,
 ) -> Dataset[tuple[Any, int]]:
     """Builds a dataset of ``(image, label)`` pairs by name.
 
@@ -959,6 +969,9 @@ def build_dataset(
             image folders.
         on_corrupt: For image folders: ``"skip"`` undecodable images with one
             warning, or raise on them (``"error"``). Ignored for the other sets.
+        check_images: For image folders: decode every image once at construction
+            to find corrupt files (about 0.6 ms per ImageNet JPEG on 2 cores); False
+            trusts the files, and a corrupt one then fails when it is loaded.
 
     Returns:
         A map-style dataset; item ``i`` is ``(image, label)`` with ``label`` an int
@@ -976,7 +989,7 @@ def build_dataset(
     """
     spec = _spec(name)
     path = None if root is None else Path(root).expanduser()
-    return spec.build(path, train, transform, download, on_corrupt)
+    return spec.build(path, train, transform, download, on_corrupt, check_images)
 
 
 def num_classes(name: str, root: str | Path | None = None) -> int:
@@ -1006,3 +1019,31 @@ def num_classes(name: str, root: str | Path | None = None) -> int:
     if not path.is_dir():
         _resolve_image_folder(path, train=True)  # raises the layout error
     return len(_class_folders(_class_source(path)))
+
+
+class TransformedDataset(Dataset[tuple[Any, int]]):
+    """``(transform(image), label)`` for each ``(image, label)`` of a dataset.
+
+    Lets one dataset (built, and for image folders decoded and checked, once) serve
+    several uses with different transforms: pretraining views, the kNN memory bank,
+    a fine-tune's augmentation and its evaluation.
+
+    Args:
+        dataset: Map-style dataset of ``(image, label)`` pairs.
+        transform: Applied to the image; None returns it unchanged.
+    """
+
+    def __init__(
+        self, dataset: Dataset[tuple[Any, int]], transform: Transform | None
+    ) -> None:
+        self.dataset = dataset
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        image, label = self.dataset[index]
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, int(label)

@@ -69,7 +69,12 @@ from lightly_simmim.checkpoints import (
 )
 from lightly_simmim.config import Config, ConfigError, dump_config, from_dict
 from lightly_simmim.config import load_config as _load_config
-from lightly_simmim.data import DatasetNotFoundError, build_dataset, num_classes
+from lightly_simmim.data import (
+    DatasetNotFoundError,
+    TransformedDataset,
+    build_dataset,
+    num_classes,
+)
 from lightly_simmim.evaluation import extract_features, knn_accuracy
 from lightly_simmim.transforms import IMAGENET_NORMALIZE
 
@@ -118,26 +123,6 @@ def _subset(
     return Subset(dataset, [i * size // limit for i in range(limit)])
 
 
-class _Transformed(Dataset[tuple[Any, int]]):
-    """``(transform(image), label)`` over a dataset of ``(PIL image, label)``.
-
-    Lets one dataset (built, and for image folders decoded and checked, once) serve
-    training, the kNN memory bank and the reconstruction images with different
-    transforms.
-    """
-
-    def __init__(self, dataset: Dataset[tuple[Any, int]], transform: Any) -> None:
-        self.dataset = dataset
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __getitem__(self, index: int) -> tuple[Any, int]:
-        image, label = self.dataset[index]
-        return self.transform(image), label
-
-
 def _splits(config: Config, train: bool = True) -> dict[str, Dataset[tuple[Any, int]]]:
     """The untransformed datasets of a run, subsets applied.
 
@@ -158,6 +143,7 @@ def _splits(config: Config, train: bool = True) -> dict[str, Dataset[tuple[Any, 
                 train=split_train,
                 download=data.download,
                 on_corrupt=data.on_corrupt,
+                check_images=data.check_images,
             )
         except DatasetNotFoundError as error:
             # The data module knows the layout; only the config knows the key.
@@ -360,7 +346,7 @@ def knn_evaluate(
     features = {}
     for split in ("memory", "test"):
         loader = DataLoader(
-            _Transformed(splits[split], transform),
+            TransformedDataset(splits[split], transform),
             batch_size=max(256, config.data.batch_size),
             num_workers=config.data.num_workers,
         )
@@ -507,7 +493,7 @@ def pretrain(config: Config, resume: bool = False) -> Path:
         )
     method = build_method(config, global_batch_size=global_batch, steps_per_epoch=steps)
     loader = DataLoader(
-        _Transformed(splits["train"], method.default_transform()),
+        TransformedDataset(splits["train"], method.default_transform()),
         batch_size=config.data.batch_size,
         shuffle=True,
         drop_last=True,
@@ -523,7 +509,7 @@ def pretrain(config: Config, resume: bool = False) -> Path:
         # split through eval_transform() every epoch: a cheap progress signal in
         # the logs between the kNN evaluations.
         val_loader = DataLoader(
-            _Transformed(splits["test"], method.eval_transform()),
+            TransformedDataset(splits["test"], method.eval_transform()),
             batch_size=config.data.batch_size,
             num_workers=config.data.num_workers,
             persistent_workers=config.data.num_workers > 0,

@@ -380,6 +380,14 @@ def test_image_folder__on_corrupt_error_names_the_file(tmp_path: Path) -> None:
     assert "on_corrupt='skip'" in message
 
 
+def test_build_dataset__check_images_false_trusts_the_files(tmp_path: Path) -> None:
+    root = _messy_folder(tmp_path)
+    dataset = build_dataset("image-folder", root=root, check_images=False)
+    # Nothing decoded at construction: the truncated JPEG is still listed (only the
+    # .txt is dropped, by its extension), and fails only when it is loaded.
+    assert len(dataset) == 6
+
+
 def test_image_folder__split_layout_shares_labels_and_applies_transform(
     tmp_path: Path,
 ) -> None:

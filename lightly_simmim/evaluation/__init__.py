@@ -37,10 +37,7 @@ from lightly_simmim.evaluation.knn import knn_accuracy
 from lightly_simmim.evaluation.linear import linear_eval, linear_probe
 from lightly_simmim.evaluation.pooling import POOLINGS, FeatureExtractor, Pooling
 from lightly_simmim.evaluation.results import write_results
-from lightly_simmim.evaluation.transforms import (
-    TransformedDataset,
-    classification_transforms,
-)
+from lightly_simmim.evaluation.transforms import classification_transforms
 
 __all__ = [
     "POOLINGS",
@@ -50,7 +47,6 @@ __all__ = [
     "FinetuneRecipe",
     "FinetuneResult",
     "Pooling",
-    "TransformedDataset",
     "classification_transforms",
     "create_finetune_optimizer",
     "drop_path_rate",

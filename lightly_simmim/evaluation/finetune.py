@@ -59,14 +59,11 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from torchmetrics import MeanMetric, SumMetric
 
+from lightly_simmim.data import TransformedDataset
 from lightly_simmim.encoders.base import MaskedEncoder, TimmMaskedEncoder
 from lightly_simmim.evaluation._rng import seeded
 from lightly_simmim.evaluation.results import write_results
-from lightly_simmim.evaluation.transforms import (
-    Transform,
-    TransformedDataset,
-    classification_transforms,
-)
+from lightly_simmim.evaluation.transforms import Transform, classification_transforms
 from lightly_simmim.transforms import IMAGENET_NORMALIZE
 
 LR_REFERENCE_BATCH = 512

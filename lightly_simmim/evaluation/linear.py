@@ -27,11 +27,11 @@ from timm.scheduler import CosineLRScheduler
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from lightly_simmim.data import TransformedDataset
 from lightly_simmim.evaluation._rng import seeded
 from lightly_simmim.evaluation.features import extract_features
 from lightly_simmim.evaluation.pooling import Pooling
 from lightly_simmim.evaluation.results import write_results
-from lightly_simmim.evaluation.transforms import TransformedDataset
 
 ProbeOptimizer = Literal["sgd", "lars", "adamw"]
 

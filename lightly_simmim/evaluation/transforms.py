@@ -21,7 +21,6 @@ from typing import Any
 
 import torch
 import torchvision.transforms.v2 as T
-from torch.utils.data import Dataset
 
 from lightly_simmim.transforms import IMAGENET_NORMALIZE, EvalTransform, ToChannels
 
@@ -76,30 +75,3 @@ def classification_transforms(
         ]
     )
     return train, evaluation
-
-
-class TransformedDataset(Dataset[tuple[Any, int]]):
-    """``(transform(image), label)`` for each ``(image, label)`` of a dataset.
-
-    Lets one dataset serve several protocols with different transforms (a fine-tune
-    augments, kNN / linear do not) without rebuilding it.
-
-    Args:
-        dataset: Map-style dataset of ``(image, label)`` pairs.
-        transform: Applied to the image; None returns it unchanged.
-    """
-
-    def __init__(
-        self, dataset: Dataset[tuple[Any, int]], transform: Transform | None
-    ) -> None:
-        self.dataset = dataset
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __getitem__(self, index: int) -> tuple[Any, int]:
-        image, label = self.dataset[index]
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, int(label)
