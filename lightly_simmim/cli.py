@@ -88,26 +88,25 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    if args.protocol != "knn":
-        raise CommandUnavailableError(
-            f"--protocol {args.protocol} is not available yet; only knn is "
-            "(linear and fine-tune evaluation come in a later release)."
-        )
-    import torch
-
     from lightly_simmim.checkpoints import atomic_write
-    from lightly_simmim.train import knn_evaluate, load_run
+    from lightly_simmim.evaluate import ProtocolOptions, evaluate_run
 
-    config, method, _, checkpoint = load_run(args.run, args.overrides)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    result = knn_evaluate(method.to(device), config, device=device)
+    options = ProtocolOptions(
+        epochs=args.epochs,
+        warmup_epochs=args.warmup_epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        layer=args.layer,
+        pooling=args.pooling,
+    )
+    result, path = evaluate_run(args.run, args.protocol, args.overrides, options)
+    label = {"knn": "kNN", "linear": "linear", "finetune": "fine-tune"}[args.protocol]
     print(
-        f"kNN top-1: {result['top1']:.2f}% (top-5 {result['top5']:.2f}%; "
-        f"k={result['k']}, {result['train_images']} train / {result['test_images']} "
-        f"test images) of {checkpoint}"
+        f"{label} top-1: {result['top1']:.2f}% (top-5 {result['top5']:.2f}%) "
+        f"of {result['checkpoint']}; wrote {path}"
     )
     if args.output is not None:
-        payload = {"checkpoint": str(checkpoint), "knn": result}
+        payload = {"checkpoint": result["checkpoint"], args.protocol: result}
         atomic_write(args.output, (json.dumps(payload, indent=2) + "\n").encode())
         print(f"wrote {args.output}")
     return 0
@@ -210,16 +209,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser(
         "evaluate",
-        help="evaluate a pretrained run or checkpoint (kNN)",
+        help="evaluate a pretrained run or checkpoint (kNN, linear probe, fine-tune)",
         formatter_class=formatter,
         description=(
             "Rebuilds the model from the run's config.yaml, loads the checkpoint\n"
             "(weights only) and evaluates its pooled features.\n\n"
             "knn: weighted kNN (eval.knn_k neighbours, eval.knn_temperature) of the\n"
             "test split against the training split, top-1 / top-5 in percent.\n"
-            "linear, finetune: not available yet (a later release)."
+            "linear: a linear layer (after a parameter-free BatchNorm, as in MAE)\n"
+            "on frozen features of --layer / --pooling, 90 epochs by default.\n"
+            "finetune: the whole encoder with a new head, SimMIM's recipe (AdamW,\n"
+            "layer-wise LR decay, warmup + cosine, label smoothing), 100 epochs by\n"
+            "default. Results also go to RUN/eval/<protocol>.json."
         ),
-        epilog="example:\n  lightly-simmim evaluate --protocol knn runs/simmim",
+        epilog="examples:\n  lightly-simmim evaluate --protocol knn runs/simmim\n"
+        "  lightly-simmim evaluate --protocol linear --epochs 20 --layer -2 "
+        "--pooling avg runs/simmim\n"
+        "  lightly-simmim evaluate --protocol finetune --epochs 10 runs/simmim",
     )
     evaluate.add_argument(
         "run",
@@ -230,7 +236,35 @@ def build_parser() -> argparse.ArgumentParser:
         "--protocol",
         choices=("knn", "linear", "finetune"),
         default="knn",
-        help="evaluation protocol (default: knn; linear / finetune not available yet)",
+        help="evaluation protocol (default: knn)",
+    )
+    evaluate.add_argument(
+        "--epochs", type=int, default=None, help="linear / finetune epochs"
+    )
+    evaluate.add_argument(
+        "--warmup-epochs", type=float, default=None, help="linear / finetune warmup"
+    )
+    evaluate.add_argument(
+        "--batch-size", type=int, default=None, help="linear / finetune batch size"
+    )
+    evaluate.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="linear: learning rate (0.1); finetune: base_lr per 512 images (1.25e-3)",
+    )
+    evaluate.add_argument(
+        "--layer",
+        type=int,
+        default=None,
+        help="linear: block / stage index of the features (default: last; -2 is "
+        "the one before)",
+    )
+    evaluate.add_argument(
+        "--pooling",
+        choices=("default", "avg", "cls"),
+        default="default",
+        help="linear: how tokens are pooled (default: the encoder's own)",
     )
     _add_overrides(evaluate)
     evaluate.add_argument(

@@ -81,6 +81,7 @@ from lightly_simmim.transforms import IMAGENET_NORMALIZE
 __all__ = [
     "NothingToResumeError",
     "build_method",
+    "dataset_splits",
     "knn_evaluate",
     "load_config_for_resume",
     "load_run",
@@ -123,7 +124,9 @@ def _subset(
     return Subset(dataset, [i * size // limit for i in range(limit)])
 
 
-def _splits(config: Config, train: bool = True) -> dict[str, Dataset[tuple[Any, int]]]:
+def dataset_splits(
+    config: Config, train: bool = True
+) -> dict[str, Dataset[tuple[Any, int]]]:
     """The untransformed datasets of a run, subsets applied.
 
     ``"train"``: ``data.dataset``'s training split (``data.limit_train``), only if
@@ -342,7 +345,7 @@ def knn_evaluate(
     """
     transform = method.eval_transform()
     if splits is None:
-        splits = _splits(config, train=False)
+        splits = dataset_splits(config, train=False)
     features = {}
     for split in ("memory", "test"):
         loader = DataLoader(
@@ -462,7 +465,7 @@ def pretrain(config: Config, resume: bool = False) -> Path:
 
     # The trainer comes first: it resolves devices ("auto", -1, "0,1") and nodes,
     # which give the global batch, which gives the learning rate and the schedule.
-    splits = _splits(config)
+    splits = dataset_splits(config)
     images = ReconstructionImages(
         splits["test"],
         folder / "reconstructions",

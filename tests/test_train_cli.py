@@ -286,12 +286,11 @@ def test_resume__without_checkpoint_exits_2(
     assert "Nothing to resume" in err
 
 
-def test_evaluate_linear_and_benchmark__not_available_exit_2(
+def test_benchmark__not_available_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for args in (["evaluate", "--protocol", "linear", str(tmp_path)], ["benchmark"]):
-        err = _user_error(capsys, 2, *args)
-        assert "not available yet" in err
+    err = _user_error(capsys, 2, "benchmark")
+    assert "not available yet" in err
 
 
 def test_export__missing_run_exits_2(
@@ -585,6 +584,24 @@ def test_export__timm_loads_the_encoder_with_no_missing_keys(
         assert "kNN top-1:" in evaluate.stdout
         trained = json.loads((run / "metrics.json").read_text())["knn"]
         assert json.loads(report.read_text())["knn"]["top1"] == trained["top1"]
+        # Linear probe and fine-tune of the same run, a couple of epochs each.
+        for protocol, extra in (
+            ("linear", ["--layer", "-1", "--pooling", "avg"]),
+            ("finetune", ["--batch-size", "16"]),
+        ):
+            result = _cli(
+                "evaluate",
+                "--protocol",
+                protocol,
+                "--epochs",
+                "2",
+                *extra,
+                str(run),
+                cwd=tmp_path,
+            )
+            assert result.returncode == 0, result.stderr
+            saved = json.loads((run / "eval" / f"{protocol}.json").read_text())
+            assert 0.0 <= saved["top1"] <= saved["top5"] <= 100.0
 
 
 @pytest.mark.slow

@@ -1,0 +1,145 @@
+"""Evaluate a pretrained run with one protocol: kNN, linear probe or fine-tune.
+
+What ``lightly-simmim evaluate`` runs. The model is rebuilt from the run's
+``config.yaml`` and its checkpoint (weights only, see
+:func:`lightly_simmim.train.load_run`); the data are the run's own evaluation
+splits (``eval.dataset`` or ``data.dataset``, ``data.limit_train`` /
+``data.limit_eval`` applied). Results go to
+``<run>/eval/<protocol>.json``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from lightly_simmim.data import num_classes
+from lightly_simmim.evaluation import (
+    FinetuneRecipe,
+    finetune,
+    linear_eval,
+    write_results,
+)
+from lightly_simmim.evaluation.pooling import Pooling
+from lightly_simmim.train import dataset_splits, knn_evaluate, load_run
+
+Protocol = Literal["knn", "linear", "finetune"]
+
+
+@dataclass
+class ProtocolOptions:
+    """Options of the linear and fine-tune protocols (kNN reads ``config.eval``).
+
+    Attributes:
+        epochs: Training epochs; None = the protocol's default (90 linear, as in
+            MAE; 100 fine-tune, as in SimMIM).
+        warmup_epochs: Warmup epochs; None = the default (10 linear, 20 fine-tune),
+            capped at half of ``epochs`` for short runs.
+        batch_size: Images per step; None = the default (256 linear, 128 fine-tune).
+        lr: Linear: the learning rate; fine-tune: ``base_lr`` per 512 images. None =
+            the default (0.1 SGD linear, 1.25e-3 fine-tune).
+        layer: Linear probe: the block / stage whose features to use (None = last).
+        pooling: Linear probe: ``"default"``, ``"avg"`` or ``"cls"``.
+        layer_decay: Fine-tune: layer-wise LR decay, or ``"auto"`` (0.65 ViT,
+            0.9 otherwise).
+    """
+
+    epochs: int | None = None
+    warmup_epochs: float | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    layer: int | None = None
+    pooling: Pooling = "default"
+    layer_decay: float | Literal["auto"] = "auto"
+
+
+def _warmup(options: ProtocolOptions, epochs: int, default: float) -> float:
+    if options.warmup_epochs is not None:
+        return options.warmup_epochs
+    return min(default, epochs / 2)
+
+
+def evaluate_run(
+    run_or_checkpoint: str | os.PathLike[str],
+    protocol: Protocol = "knn",
+    overrides: list[str] | None = None,
+    options: ProtocolOptions | None = None,
+) -> tuple[dict[str, Any], Path]:
+    """Evaluates a run and writes ``<run>/eval/<protocol>.json``.
+
+    Args:
+        run_or_checkpoint: A run folder or a checkpoint file inside one.
+        protocol: ``"knn"``, ``"linear"`` or ``"finetune"``.
+        overrides: ``section.key=value`` strings applied to the run's config (a
+            moved ``data.root``, ``data.limit_eval``, ...).
+        options: Linear / fine-tune options.
+
+    Returns:
+        ``(result, json path)``; the result has ``top1`` and ``top5`` in percent.
+
+    Raises:
+        ValueError: On an unknown protocol or impossible options.
+    """
+    options = options or ProtocolOptions()
+    config, method, folder, checkpoint = load_run(run_or_checkpoint, overrides or [])
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    result: dict[str, Any]
+    if protocol == "knn":
+        result = knn_evaluate(method.to(device), config, device=device)
+    elif protocol in ("linear", "finetune"):
+        splits = dataset_splits(config, train=False)
+        classes = num_classes(
+            config.eval.dataset or config.data.dataset, config.data.root
+        )
+        encoder = method.timm_encoder()
+        if protocol == "linear":
+            epochs = options.epochs or 90
+            result = dict(
+                linear_eval(
+                    encoder,
+                    splits["memory"],
+                    splits["test"],
+                    classes,
+                    transform=method.eval_transform(),
+                    layer=options.layer,
+                    pooling=options.pooling,
+                    device=device,
+                    epochs=epochs,
+                    batch_size=options.batch_size or 256,
+                    lr=options.lr or 0.1,
+                    warmup_epochs=_warmup(options, epochs, 10.0),
+                    seed=config.seed,
+                )
+            )
+        else:
+            epochs = options.epochs or 100
+            recipe = FinetuneRecipe(
+                epochs=epochs,
+                warmup_epochs=_warmup(options, epochs, 20.0),
+                batch_size=options.batch_size or 128,
+                base_lr=options.lr or 1.25e-3,
+                layer_decay=options.layer_decay,
+            )
+            outcome = finetune(
+                encoder,
+                splits["memory"],
+                splits["test"],
+                classes,
+                recipe,
+                eval_transform=method.eval_transform(),
+                input_size=config.data.input_size,
+                normalize=method.normalize,
+                seed=config.seed,
+            )
+            result = {k: outcome[k] for k in ("top1", "top5", "history", "settings")}
+    else:
+        raise ValueError(
+            f"Unknown protocol {protocol!r}; choose knn, linear or finetune."
+        )
+    result["checkpoint"] = str(checkpoint)
+    path = write_results(result, folder / "eval", protocol)
+    return result, path
