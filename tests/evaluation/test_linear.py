@@ -1,7 +1,6 @@
 """Tests for the linear probe on frozen features and the JSON results."""
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,18 +9,6 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from lightly_simmim.evaluation import linear_eval, linear_probe, write_results
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # The tensors here are tiny: splitting each op over threads costs more than the
-    # op, and far more when other processes share the cores (OpenMP waits for a
-    # descheduled thread). One thread keeps these tests fast and stable.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 # Short schedules: the cached-feature probe is then a fraction of a second.
 FAST = {"epochs": 10, "warmup_epochs": 1, "batch_size": 64}

@@ -1,6 +1,6 @@
 """Tests for layer / pooling selection of frozen features (FeatureExtractor)."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import timm
@@ -9,18 +9,6 @@ from torch import nn
 
 from lightly_simmim.encoders import SIMMIM_VIT_KWARGS, TimmMaskedEncoder, from_timm
 from lightly_simmim.evaluation import FeatureExtractor, extract_features
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # The tensors here are tiny: splitting each op over threads costs more than the
-    # op, and far more when other processes share the cores (OpenMP waits for a
-    # descheduled thread). One thread keeps these tests fast and stable.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 # Tiny encoders, one per family, with their image size and per-layer widths
 # (blocks for ViT / BEiT, stages for Swin / ConvNeXt).
