@@ -32,7 +32,7 @@ __all__ = [
 
 
 def checkpoint_callbacks(
-    run_dir: Path, every_n_steps: int | None = None
+    run_dir: Path, every_n_steps: int | None = None, keep_epochs: int | None = None
 ) -> list[ModelCheckpoint]:
     """Lightning ``ModelCheckpoint`` callbacks writing into ``run_dir/checkpoints``.
 
@@ -46,6 +46,11 @@ def checkpoint_callbacks(
         run_dir: The run folder.
         every_n_steps: Refresh ``last.ckpt`` every this many steps; None = only at
             epoch ends.
+        keep_epochs: Keep only the newest N ``epoch=NNN.ckpt`` files; None keeps
+            all (a ViT-B checkpoint is about 1 GB: 800 of them would fill a disk).
+
+    Raises:
+        ValueError: On a step interval or a number of kept files below 1.
 
     Returns:
         The callbacks, for ``Trainer(callbacks=...)``.
@@ -54,11 +59,19 @@ def checkpoint_callbacks(
     last_name = Path(LAST_CHECKPOINT).stem
     # enable_version_counter=False: both callbacks own `last.ckpt`; with the counter
     # on, the second would write `last-v1.ckpt` on finding the first one's file.
+    if keep_epochs is not None and keep_epochs < 1:
+        raise ValueError(
+            f"trainer.keep_epoch_checkpoints must be >= 1 or null, got {keep_epochs}."
+        )
+    # Lightning offers "epoch" as a monitor of its own: the top k by epoch are the
+    # k newest files, and save_top_k=-1 keeps every one.
     per_epoch = ModelCheckpoint(
         dirpath=folder,
         filename="epoch={epoch:03d}",
         auto_insert_metric_name=False,
-        save_top_k=-1,
+        monitor="epoch" if keep_epochs is not None else None,
+        mode="max",
+        save_top_k=-1 if keep_epochs is None else keep_epochs,
         every_n_epochs=1,
         save_on_train_epoch_end=True,
         save_last=True,

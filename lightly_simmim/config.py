@@ -108,6 +108,9 @@ class TrainerConfig:
     compile: bool = False
     #: Also write a checkpoint every N steps (besides every epoch); None = off.
     checkpoint_every_n_steps: int | None = None
+    #: Keep only the newest N ``epoch=NNN.ckpt`` files (``last.ckpt`` always stays);
+    #: None keeps every epoch's file.
+    keep_epoch_checkpoints: int | None = None
     log_every_n_steps: int = 20
     #: Save a reconstruction PNG every N epochs (and at the end); 0 = only at the end.
     reconstruction_every_n_epochs: int = 1

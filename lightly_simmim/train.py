@@ -476,7 +476,11 @@ def pretrain(config: Config, resume: bool = False) -> Path:
     callbacks: list[Callback] = [
         StopOnNonFiniteLoss(),
         images,
-        *checkpoint_callbacks(folder, config.trainer.checkpoint_every_n_steps),
+        *checkpoint_callbacks(
+            folder,
+            config.trainer.checkpoint_every_n_steps,
+            config.trainer.keep_epoch_checkpoints,
+        ),
     ]
     trainer = _build_trainer(config, folder, callbacks)
     world_size = trainer.num_devices * trainer.num_nodes
