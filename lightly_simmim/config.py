@@ -130,6 +130,27 @@ class EvalConfig:
 
 
 @dataclass
+class FinetuneConfig:
+    """Fine-tune recipe of ``lightly-simmim evaluate --protocol finetune``.
+
+    Defaults are SimMIM's ViT-B recipe; the CLI's ``--epochs`` etc. override them.
+    """
+
+    epochs: int = 100
+    warmup_epochs: float = 20.0
+    #: Images per device and step; the learning rate scales with it.
+    batch_size: int = 128
+    #: Learning rate per 512 images.
+    base_lr: float = 1.25e-3
+    weight_decay: float = 0.05
+    #: Layer-wise LR decay, or "auto": 0.65 for ViT / BEiT, 0.9 otherwise.
+    layer_decay: float | Literal["auto"] = "auto"
+    label_smoothing: float = 0.1
+    #: Stochastic depth of the encoder while fine-tuning (set when it is rebuilt).
+    drop_path_rate: float = 0.1
+
+
+@dataclass
 class MethodConfig:
     """``name`` of a ``lightly.methods`` entry point plus that method's options."""
 
@@ -149,6 +170,7 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     seed: int = 0
     #: Run folder: ``output_dir/name``.
     output_dir: str = "runs"

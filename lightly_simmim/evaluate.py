@@ -35,17 +35,19 @@ class ProtocolOptions:
     """Options of the linear and fine-tune protocols (kNN reads ``config.eval``).
 
     Attributes:
-        epochs: Training epochs; None = the protocol's default (90 linear, as in
-            MAE; 100 fine-tune, as in SimMIM).
-        warmup_epochs: Warmup epochs; None = the default (10 linear, 20 fine-tune),
+        epochs: Training epochs; None = 90 for linear (as in MAE), the config's
+            ``finetune.epochs`` for fine-tune.
+        warmup_epochs: Warmup epochs; None = 10 linear / ``finetune.warmup_epochs``,
             capped at half of ``epochs`` for short runs.
-        batch_size: Images per step; None = the default (256 linear, 128 fine-tune).
-        lr: Linear: the learning rate; fine-tune: ``base_lr`` per 512 images. None =
-            the default (0.1 SGD linear, 1.25e-3 fine-tune).
+        batch_size: Images per step; None = 256 linear / ``finetune.batch_size``.
+        lr: Linear: the learning rate (None = 0.1, SGD); fine-tune: ``base_lr`` per
+            512 images (None = ``finetune.base_lr``).
         layer: Linear probe: the block / stage whose features to use (None = last).
         pooling: Linear probe: ``"default"``, ``"avg"`` or ``"cls"``.
-        layer_decay: Fine-tune: layer-wise LR decay, or ``"auto"`` (0.65 ViT,
-            0.9 otherwise).
+
+    The fine-tune recipe itself (layer decay, label smoothing, drop path, ...) is the
+    run config's ``finetune`` section; these options override its epochs, warmup,
+    batch size and learning rate.
     """
 
     epochs: int | None = None
@@ -54,7 +56,6 @@ class ProtocolOptions:
     lr: float | None = None
     layer: int | None = None
     pooling: Pooling = "default"
-    layer_decay: float | Literal["auto"] = "auto"
 
 
 def _warmup(options: ProtocolOptions, epochs: int, default: float) -> float:
@@ -85,7 +86,14 @@ def evaluate_run(
         ValueError: On an unknown protocol or impossible options.
     """
     options = options or ProtocolOptions()
-    config, method, folder, checkpoint = load_run(run_or_checkpoint, overrides or [])
+    overrides = list(overrides or [])
+    config, method, folder, checkpoint = load_run(run_or_checkpoint, overrides)
+    if protocol == "finetune" and config.finetune.drop_path_rate > 0:
+        # Drop path layers exist only if the model is built with them: rebuild the
+        # encoder with the recipe's rate (no parameters, so the weights still fit).
+        rate = config.finetune.drop_path_rate
+        overrides.append(f"encoder.kwargs.drop_path_rate={rate}")
+        config, method, folder, checkpoint = load_run(run_or_checkpoint, overrides)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     result: dict[str, Any]
     if protocol == "knn":
@@ -116,13 +124,16 @@ def evaluate_run(
                 )
             )
         else:
-            epochs = options.epochs or 100
+            tune = config.finetune
+            epochs = options.epochs or tune.epochs
             recipe = FinetuneRecipe(
                 epochs=epochs,
-                warmup_epochs=_warmup(options, epochs, 20.0),
-                batch_size=options.batch_size or 128,
-                base_lr=options.lr or 1.25e-3,
-                layer_decay=options.layer_decay,
+                warmup_epochs=_warmup(options, epochs, tune.warmup_epochs),
+                batch_size=options.batch_size or tune.batch_size,
+                base_lr=options.lr or tune.base_lr,
+                weight_decay=tune.weight_decay,
+                layer_decay=tune.layer_decay,
+                label_smoothing=tune.label_smoothing,
             )
             outcome = finetune(
                 encoder,

@@ -94,3 +94,18 @@ def test_dump_config__round_trips(tmp_path: Path) -> None:
     assert load_config(path) == config
     assert to_dict(config)["encoder"]["kwargs"] == {"depth": 2}
     assert not list(path.parent.glob("*.tmp"))
+
+
+def test_shipped_configs__all_load_and_paper_recipes_carry_finetune() -> None:
+    from lightly_simmim.config import shipped_configs
+
+    names = shipped_configs()
+    assert "fashion_mnist_cpu" in names
+    for name in names:
+        load_config(name)  # strict: a stale key in a shipped config fails here
+    vit = load_config("simmim_vit_base_800ep").finetune
+    swin = load_config("simmim_swin_base_192_100ep").finetune
+    assert (vit.layer_decay, swin.layer_decay) == (0.65, 0.9)
+    assert vit.epochs == swin.epochs == 100 and vit.base_lr == 1.25e-3
+    with pytest.raises(ConfigError, match="Did you mean 'layer_decay'"):
+        load_config(None, ["finetune.layer_decy=0.7"])
