@@ -193,6 +193,15 @@ class SimMIMMaskGenerator:
             self.scale, dim=2
         )
 
+    def reseed(self, seed: int | None) -> None:
+        """Starts new per-process streams from ``seed`` (None: torch's global RNG).
+
+        A resumed training run calls this with a seed derived from its step, so that
+        it does not replay the masks of the run's first steps.
+        """
+        self.seed = seed
+        self._generators.clear()
+
     def __getstate__(self) -> dict[str, Any]:
         # Generators are per process; a worker builds its own from the seed.
         state = self.__dict__.copy()

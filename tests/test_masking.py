@@ -128,3 +128,14 @@ def test_generator__impossible_settings_name_values(kwargs, words) -> None:
         SimMIMMaskGenerator(**kwargs)
     for word in words:
         assert word in str(info.value)
+
+
+def test_generator__reseed_starts_new_deterministic_streams() -> None:
+    gen = SimMIMMaskGenerator(64, 8, 4, 0.6, seed=1)
+    first = gen(4)
+    gen.reseed(2)
+    other = gen(4)
+    assert torch.equal(other, SimMIMMaskGenerator(64, 8, 4, 0.6, seed=2)(4))
+    gen.reseed(1)
+    assert torch.equal(gen(4), first)
+    assert not torch.equal(first, other)

@@ -453,6 +453,9 @@ _PROBE = textwrap.dedent(
         def __init__(self, generator):
             self.generator = generator
 
+        def reseed(self, seed):
+            self.generator.reseed(seed)
+
         def __call__(self, *args, **kwargs):
             mask = self.generator(*args, **kwargs)
             if kwargs.get("generator") is None:  # training masks, not image grids

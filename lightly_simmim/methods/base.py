@@ -326,6 +326,7 @@ class PretrainMethod(pl.LightningModule, ABC):
         # Random generators of the method's own draws, one per device; created on
         # first use, when the process knows its rank.
         self._generators: dict[str, torch.Generator] = {}
+        self._stream_seed = seed  # see reseed_masks
 
         self._build_modules(encoder)
 
@@ -468,12 +469,30 @@ class PretrainMethod(pl.LightningModule, ABC):
         self.log_dict(log, batch_size=int(known.sum()))
         return cls_loss
 
+    def mask_seed(self, step: int) -> int:
+        """Seed of the random streams of a run (re)started at optimiser ``step``.
+
+        A fresh run uses ``seed`` itself; a resumed run derives another from its
+        step, so it does not replay the masks of the first steps (the streams'
+        state is per rank and not in the checkpoint, which rank 0 writes alone).
+        """
+        return self.seed if step == 0 else self.seed + 1_000_003 * step
+
+    def reseed_masks(self, step: int) -> None:
+        """Restarts the method's random streams for a run starting at ``step``."""
+        self._generators.clear()
+        self._stream_seed = self.mask_seed(step)
+
+    def on_train_start(self) -> None:
+        """Reseeds the random streams from the step the run starts (or resumes) at."""
+        self.reseed_masks(int(self.trainer.global_step))
+
     def _generator(self, device: torch.device) -> torch.Generator:
         """This process's generator on ``device``, seeded from (seed, rank)."""
         key = str(device)
         if key not in self._generators:
             generator = torch.Generator(device=device)
-            generator.manual_seed(process_seed(self.seed))
+            generator.manual_seed(process_seed(self._stream_seed))
             self._generators[key] = generator
         return self._generators[key]
 

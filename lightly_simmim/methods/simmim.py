@@ -90,6 +90,11 @@ class SimMIMMethod(PretrainMethod):
         loss = SimMIMLoss(settings.loss_type, settings.norm_target_window)
         self.model = SimMIM(encoder, loss=loss)
 
+    def reseed_masks(self, step: int) -> None:
+        """Restarts the mask streams for a run starting at ``step``."""
+        super().reseed_masks(step)
+        self.mask_generator.reseed(self.mask_seed(step))
+
     @property
     def encoder(self) -> MaskedEncoder:
         """The masked encoder."""

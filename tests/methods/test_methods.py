@@ -453,6 +453,23 @@ def test_method__masks_follow_the_seed() -> None:
         assert first_loss(name, 0) != first_loss(name, 1)
 
 
+def test_method__resumed_run_does_not_replay_the_first_masks() -> None:
+    images = [torch.randn(BATCH, 1, INPUT_SIZE, INPUT_SIZE)]
+
+    def first_loss(name: str, start_step: int) -> float:
+        torch.manual_seed(0)  # same weights; only the stream differs
+        method = _build(name).eval()
+        method.reseed_masks(start_step)  # what on_train_start does
+        with torch.no_grad():
+            return float(method._method_loss(images)[0])
+
+    for name in ("simmim", "mae"):
+        fresh = first_loss(name, 0)
+        assert first_loss(name, 0) == fresh  # a fresh run keeps the seed's stream
+        assert first_loss(name, 40) == first_loss(name, 40)  # deterministic resume
+        assert first_loss(name, 40) != fresh  # but not a replay of step 0
+
+
 def test_byol__momentum_rises_from_base_to_one() -> None:
     method = _build("byol", momentum_base=0.9)
     assert method.momentum == pytest.approx(0.9)  # type: ignore[attr-defined]
