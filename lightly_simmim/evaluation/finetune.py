@@ -42,6 +42,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, TypedDict
@@ -538,7 +539,13 @@ def finetune(
             enable_model_summary=False,
             enable_progress_bar=progress_bar,
         )
-        trainer.fit(module, train_loader, val_loader)
+        # Lightning keeps each module's mode: an encoder handed over in eval mode
+        # (as load_run returns it) would train with drop path and dropout off.
+        module.train()
+        with warnings.catch_warnings():
+            # Lightning's own use of a deprecated torch API, nothing to act on.
+            warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")
+            trainer.fit(module, train_loader, val_loader)
 
     history = [
         EpochRecord(

@@ -279,6 +279,40 @@ def test_finetune__reports_drop_path_set_at_creation() -> None:
     assert drop_path_rate(BUILD["vit"]()) == 0.0
 
 
+def test_finetune__trains_an_encoder_handed_over_in_eval_mode() -> None:
+    # load_run returns methods in eval mode; fine-tuning must still train with
+    # drop path on (Lightning keeps each module's mode as it finds it).
+    encoder = from_timm(
+        "vit_tiny_patch16_224",
+        img_size=16,
+        patch_size=8,
+        embed_dim=16,
+        depth=2,
+        num_heads=2,
+        drop_path_rate=0.5,
+    ).eval()
+    modes: list[bool] = []
+
+    def record(module: nn.Module, args: object) -> None:
+        modes.append(module.training)
+
+    # The hook is copied along with the encoder into the fine-tuned model.
+    drop_path = next(m for m in encoder.modules() if type(m).__name__ == "DropPath")
+    drop_path.register_forward_pre_hook(record)
+    finetune(
+        encoder,
+        _color_task(32),
+        _color_task(16, seed=1),
+        4,
+        FinetuneRecipe(epochs=1, warmup_epochs=0, batch_size=16, base_lr=0.01),
+        train_transform=None,
+        eval_transform=None,
+        accelerator="cpu",
+    )
+    # 2 training steps in train mode, then the validation pass in eval mode.
+    assert modes[:2] == [True, True] and modes[-1] is False
+
+
 def test_timm_classifier__new_head_and_copy() -> None:
     encoder = from_timm(BUILD["swin"]())
     model = timm_classifier(encoder, num_classes=7)
