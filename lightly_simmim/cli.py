@@ -25,12 +25,10 @@ DEFAULT_CONFIG = "fashion_mnist_cpu"
 
 #: Exit status of a run stopped by a NaN / inf loss (user errors exit with 2).
 EXIT_DIVERGED = 1
+#: Exit status of a benchmark whose pretraining child process failed.
+EXIT_FAILED = 1
 #: Exit status of user errors (bad config, data, arguments), as argparse's.
 EXIT_USAGE = 2
-
-
-class CommandUnavailableError(RuntimeError):
-    """A sub-command or option that a later release adds."""
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -113,12 +111,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_benchmark(args: argparse.Namespace) -> int:
-    raise CommandUnavailableError(
-        "benchmark is not available yet: it comes with the linear / fine-tune "
-        "evaluation in a later release. Compare methods meanwhile with "
-        "`lightly-simmim pretrain --config ...` per method (each run ends with kNN "
-        "accuracy in <run>/metrics.json)."
-    )
+    import shlex
+
+    from lightly_simmim.benchmark import load_benchmark_config, run_benchmark
+
+    config = load_benchmark_config(args.config, args.overrides)
+    if args.output_dir is not None:
+        config.output_dir = args.output_dir
+    command = shlex.join(["lightly-simmim", *sys.argv[1:]])
+    folder = run_benchmark(config, command=command)
+    print(f"[benchmark] done: {folder / 'results.md'}")
+    print((folder / "results.md").read_text())
+    return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -274,9 +278,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     benchmark = sub.add_parser(
         "benchmark",
-        help="compare methods with one evaluation (not available yet)",
-        description="Not available yet: runs several configs and tabulates kNN / "
-        "linear / fine-tune results in a later release.",
+        help="pretrain and evaluate several methods alike, into one table",
+        formatter_class=formatter,
+        description=(
+            "Pretrains every method a benchmark config lists (each in its own\n"
+            "process, as `pretrain` would), evaluates each with kNN, linear probe\n"
+            "and fine-tune, adds the baselines (from scratch, raw pixels, the\n"
+            "single-token SimMIM ablation) and writes results.md / .csv / .json and\n"
+            "PNG plots into the config's output_dir. Run the same command again to\n"
+            "resume: finished runs and evaluations are reused."
+        ),
+    )
+    benchmark.add_argument(
+        "--config",
+        required=True,
+        metavar="YAML",
+        help="benchmark config, e.g. benchmarks/configs/fashion_mnist_smoke.yaml",
+    )
+    benchmark.add_argument(
+        "--output-dir", default=None, help="write here instead of the config's"
+    )
+    benchmark.add_argument(
+        "--set",
+        dest="overrides",
+        metavar="KEY=VALUE",
+        nargs="+",
+        action="extend",
+        default=[],
+        help="override a benchmark config value, e.g. base.data.root=/data "
+        "methods.mae.method.mask_ratio=0.5 linear.epochs=20",
     )
     benchmark.set_defaults(func=_cmd_benchmark)
 
@@ -369,6 +399,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     _quiet_lightning_tips()
     try:
         code: int = args.func(args)
+    except ChildProcessError as error:
+        # benchmark: a pretraining child failed (BenchmarkError); it printed its
+        # own message above.
+        if os.environ.get("LIGHTLY_SIMMIM_TRACEBACK"):
+            raise
+        print(f"lightly-simmim {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_FAILED
     except FloatingPointError as error:
         # The loss diverged (NonFiniteLossError): not a usage error, exit 1.
         if os.environ.get("LIGHTLY_SIMMIM_TRACEBACK"):
@@ -381,7 +418,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         FileNotFoundError,  # DatasetNotFoundError, missing run / checkpoint
         FileExistsError,  # a new run into a folder that holds a checkpoint
         registry.PluginLoadError,  # a registered plugin fails to import
-        CommandUnavailableError,
     ) as error:
         # User-facing problems: a message, not a traceback.
         if os.environ.get("LIGHTLY_SIMMIM_TRACEBACK"):

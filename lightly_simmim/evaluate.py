@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import torch
 
+from lightly_simmim.config import Config
 from lightly_simmim.data import num_classes
 from lightly_simmim.evaluation import (
     FinetuneRecipe,
@@ -94,6 +95,39 @@ def evaluate_run(
         rate = config.finetune.drop_path_rate
         overrides.append(f"encoder.kwargs.drop_path_rate={rate}")
         config, method, folder, checkpoint = load_run(run_or_checkpoint, overrides)
+    result = evaluate_method(method, config, protocol, options)
+    result["checkpoint"] = str(checkpoint)
+    path = write_results(result, folder / "eval", protocol)
+    return result, path
+
+
+def evaluate_method(
+    method: Any,
+    config: Config,
+    protocol: Protocol = "knn",
+    options: ProtocolOptions | None = None,
+) -> dict[str, Any]:
+    """Evaluates a built method with one protocol on the data ``config`` names.
+
+    :func:`evaluate_run` calls this after rebuilding a trained run; the benchmark
+    calls it on freshly built, untrained methods too (the from-scratch baseline).
+
+    Args:
+        method: A method (``forward``, ``eval_transform()``, ``timm_encoder()``,
+            ``normalize``), on CPU; fine-tune trains a copy of its encoder.
+        config: The run config: data, ``eval`` (kNN) and ``finetune`` sections. For
+            fine-tune with drop path, build ``method`` with
+            ``encoder.kwargs.drop_path_rate`` set (see :func:`evaluate_run`).
+        protocol: ``"knn"``, ``"linear"`` or ``"finetune"``.
+        options: Linear / fine-tune options.
+
+    Returns:
+        The result; ``top1`` and ``top5`` in percent.
+
+    Raises:
+        ValueError: On an unknown protocol or impossible options.
+    """
+    options = options or ProtocolOptions()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     result: dict[str, Any]
     if protocol == "knn":
@@ -151,6 +185,4 @@ def evaluate_run(
         raise ValueError(
             f"Unknown protocol {protocol!r}; choose knn, linear or finetune."
         )
-    result["checkpoint"] = str(checkpoint)
-    path = write_results(result, folder / "eval", protocol)
-    return result, path
+    return result

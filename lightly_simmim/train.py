@@ -11,7 +11,7 @@ kNN. The run folder ``output_dir/name`` (``name`` defaults to the method name) h
     reconstructions/epoch_NNN.png, final.png   (masked-image methods)
     logs/csv/version_K/metrics.csv             (K counts starts: 0, then resumes)
     logs/tensorboard/version_K/                (if tensorboard is installed)
-    metrics.json             kNN accuracy at the end
+    metrics.json             kNN accuracy, wall time and peak memory at the end
 
 The learning rate follows the global batch, ``batch_size x devices x num_nodes x
 accumulate_grad_batches``, which is resolved from the ``Trainer`` (so ``devices:
@@ -85,6 +85,7 @@ __all__ = [
     "knn_evaluate",
     "load_config_for_resume",
     "load_run",
+    "method_and_settings",
     "pretrain",
     "run_dir",
 ]
@@ -260,8 +261,13 @@ def _steps_per_epoch(
     return math.ceil(batches / accumulate)
 
 
-def _method_and_settings(config: Config) -> tuple[Any, Any]:
-    """The method class of ``config.method.name`` and its checked options."""
+def method_and_settings(config: Config) -> tuple[Any, Any]:
+    """The method class of ``config.method.name`` and its checked options.
+
+    Raises:
+        UnknownComponentError: No such ``lightly.methods`` entry point.
+        ConfigError: An option is unknown or of the wrong type.
+    """
     method_cls = registry.get("methods", config.method.name)
     settings = from_dict(method_cls.Settings, config.method.options, prefix="method.")
     return method_cls, settings
@@ -293,7 +299,7 @@ def build_method(
         UnknownComponentError: No such method is registered.
         PluginLoadError: The method's plugin fails to import.
     """
-    method_cls, settings = _method_and_settings(config)
+    method_cls, settings = method_and_settings(config)
     encoder = method_cls.build_encoder(config.encoder.name, dict(config.encoder.kwargs))
     mean, std = config.data.mean, config.data.std
     classes = None
@@ -419,6 +425,28 @@ def load_run(
     return config, method, folder, checkpoint_path
 
 
+def _peak_memory(device: torch.device) -> dict[str, Any]:
+    """Peak memory of this process's training, for ``metrics.json``.
+
+    On CUDA the most memory torch allocated on the device (its caching allocator
+    holds a little more); elsewhere the peak resident set size of this process
+    (data loader workers, separate processes, not counted), which is a
+    lifetime maximum: run one training per process to compare methods (the
+    benchmark does). ``peak_memory_mb`` is None where neither can be read.
+    """
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) / 2**20
+        return {"peak_memory_mb": round(peak, 1), "peak_memory_kind": "cuda_allocated"}
+    try:
+        import resource
+    except ImportError:  # Windows
+        return {"peak_memory_mb": None, "peak_memory_kind": None}
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports KiB, macOS bytes.
+    peak = rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+    return {"peak_memory_mb": round(peak, 1), "peak_memory_kind": "cpu_max_rss"}
+
+
 def pretrain(config: Config, resume: bool = False) -> Path:
     """Pretrains ``config.method`` and evaluates it with kNN at the end.
 
@@ -459,7 +487,7 @@ def pretrain(config: Config, resume: bool = False) -> Path:
             f"`lightly-simmim pretrain --resume {folder}`, or start a new run with "
             "--set name=<new name> (or another output_dir)."
         )
-    _method_and_settings(config)  # an unknown method or option fails here, at once
+    method_and_settings(config)  # an unknown method or option fails here, at once
     pl.seed_everything(config.seed, workers=True, verbose=False)
     mean, std = _normalization(config)
 
@@ -564,6 +592,9 @@ def pretrain(config: Config, resume: bool = False) -> Path:
         "epoch": trainer.current_epoch,
         "global_step": trainer.global_step,
         "train_seconds": round(time.perf_counter() - started, 1),
+        "resumed": resume,
+        "global_batch_size": global_batch,
+        **_peak_memory(trainer.strategy.root_device),
     }
     if config.eval.knn:
         evaluated = method

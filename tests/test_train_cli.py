@@ -286,13 +286,6 @@ def test_resume__without_checkpoint_exits_2(
     assert "Nothing to resume" in err
 
 
-def test_benchmark__not_available_exit_2(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    err = _user_error(capsys, 2, "benchmark")
-    assert "not available yet" in err
-
-
 def test_export__missing_run_exits_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

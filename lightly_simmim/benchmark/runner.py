@@ -1,0 +1,372 @@
+"""The benchmark runner: pretrain every method, evaluate every run, tabulate.
+
+:func:`run_benchmark` does, in order, for each row of the table:
+
+1. **Pretrain** the method in a child process (``python -m lightly_simmim.cli
+   pretrain``), exactly what a user's ``lightly-simmim pretrain`` runs: one process
+   per method, so the peak memory in ``metrics.json`` is that method's own, and a
+   ``strategy: ddp`` config launches its ranks as it would on the command line. A
+   run whose ``metrics.json`` exists is finished and not trained again; one with a
+   checkpoint but no ``metrics.json`` (a killed benchmark) resumes.
+2. **Evaluate** it with each protocol in this process through
+   :func:`lightly_simmim.evaluate.evaluate_run` (results in ``<run>/eval/``); a
+   result written with the same settings is reused, so a rerun after a crash only
+   does what is missing. kNN is read from ``metrics.json`` where pretraining
+   already computed it.
+
+then the baselines (the untrained encoder fine-tuned from scratch with the same
+recipe, kNN on raw pixels) and writes the report (:mod:`.report`) after every row,
+so a long benchmark shows its partial table as it goes.
+
+The single-token ablation is an ordinary row: the named SimMIM row's config with
+``mask_patch_size`` set to the encoder's patch size and ``mask_ratio`` 0.75.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from torch import Tensor, nn
+
+from lightly_simmim.benchmark.config import (
+    BenchmarkConfig,
+    Protocol,
+    method_configs,
+)
+from lightly_simmim.benchmark.report import write_report
+from lightly_simmim.checkpoints import CHECKPOINT_DIR, LAST_CHECKPOINT
+from lightly_simmim.config import (
+    Config,
+    ConfigError,
+    dump_config,
+    load_config,
+    to_dict,
+)
+from lightly_simmim.data import DatasetNotFoundError
+from lightly_simmim.evaluate import ProtocolOptions, evaluate_method, evaluate_run
+from lightly_simmim.evaluation import write_results
+from lightly_simmim.train import (
+    build_method,
+    dataset_splits,
+    knn_evaluate,
+    method_and_settings,
+)
+
+__all__ = ["BenchmarkError", "RawPixels", "run_benchmark", "single_token_config"]
+
+FROM_SCRATCH = "from-scratch"
+RAW_PIXELS = "raw-pixels"
+
+
+class BenchmarkError(ChildProcessError):
+    """A step of the benchmark failed; the message says which and how to go on.
+
+    A ``ChildProcessError``: mostly a pretraining child process that failed (the
+    CLI exits with status 1 on it, without importing this module first).
+    """
+
+
+class RawPixels(nn.Module):
+    """The raw-pixel baseline as a "method": features are the flattened pixels.
+
+    Args:
+        transform: The evaluation transform of the methods (resize, crop,
+            normalise), so the pixels are exactly what the encoders see.
+    """
+
+    def __init__(self, transform: Callable[[Any], Tensor]) -> None:
+        super().__init__()
+        self._transform = transform
+
+    def eval_transform(self) -> Callable[[Any], Tensor]:
+        """The transform given at construction."""
+        return self._transform
+
+    def forward(self, images: Tensor) -> Tensor:
+        """(B, C, H, W) -> (B, C * H * W)."""
+        return images.flatten(1)
+
+
+def single_token_config(config: Config, patch_size: int, mask_ratio: float) -> Config:
+    """The ablation of a SimMIM run: masks of one model patch at ``mask_ratio``.
+
+    Raises:
+        ConfigError: The row's method has no ``mask_patch_size`` / ``mask_ratio``.
+    """
+    method = config.method
+    _, settings = method_and_settings(config)
+    if not {"mask_patch_size", "mask_ratio"} <= set(vars(settings)):
+        raise ConfigError(
+            f"baselines.single_token names a {method.name!r} row, which has no "
+            "mask_patch_size / mask_ratio options; name a simmim row, or null."
+        )
+    options = {**method.options, "mask_patch_size": patch_size}
+    options["mask_ratio"] = mask_ratio
+    return replace(config, method=replace(method, options=options))
+
+
+def _check_data(label: str, config: Config) -> None:
+    """Fails now, with the benchmark's key in the message, if the data are missing."""
+    try:
+        dataset_splits(config)
+    except DatasetNotFoundError as error:
+        raise DatasetNotFoundError(
+            f"methods.{label}: {error} In a benchmark config the data root is "
+            "base.data.root (--set base.data.root=PATH)."
+        ) from error
+
+
+def _same_config(folder: Path, config: Config) -> bool:
+    existing = load_config(folder / "config.yaml")
+    existing = replace(existing, name=config.name, output_dir=config.output_dir)
+    return to_dict(existing) == to_dict(config)
+
+
+class _Runner:
+    """State of one benchmark run (see :func:`run_benchmark`)."""
+
+    def __init__(self, benchmark: BenchmarkConfig, command: str | None) -> None:
+        self.benchmark = benchmark
+        self.command = command
+        self.output_dir = Path(benchmark.output_dir)
+        self.rows: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------ pretraining
+
+    def pretrain(self, label: str, config: Config) -> dict[str, Any]:
+        """Trains ``label`` in a child process unless finished; its metrics."""
+        folder = self.output_dir / "runs" / label
+        metrics_path = folder / "metrics.json"
+        if (folder / "config.yaml").is_file() and not _same_config(folder, config):
+            raise BenchmarkError(
+                f"{str(folder)!r} was trained with a different config than the "
+                f"benchmark now gives {label!r}. Delete that folder to train it "
+                "again, or set another output_dir for the changed benchmark."
+            )
+        if metrics_path.is_file():
+            print(f"[benchmark] {label}: already pretrained ({folder})", flush=True)
+        else:
+            last = folder / CHECKPOINT_DIR / LAST_CHECKPOINT
+            cli = [sys.executable, "-m", "lightly_simmim.cli", "pretrain"]
+            if last.is_file():
+                print(f"[benchmark] {label}: resuming {folder}", flush=True)
+                args = [*cli, "--resume", str(folder)]
+            else:
+                path = self.output_dir / "configs" / f"{label}.yaml"
+                dump_config(config, path)
+                print(f"[benchmark] {label}: pretraining ({path})", flush=True)
+                args = [*cli, "--config", str(path)]
+            returncode = subprocess.run(args, check=False).returncode
+            if returncode != 0 or not metrics_path.is_file():
+                raise BenchmarkError(
+                    f"Pretraining {label!r} failed (exit status {returncode}); its "
+                    "messages are above. Fix the cause and run the same benchmark "
+                    f"command again: finished rows are kept and {label!r} resumes "
+                    "from its last checkpoint."
+                )
+        metrics: dict[str, Any] = json.loads(metrics_path.read_text())
+        return metrics
+
+    # ------------------------------------------------------------- evaluation
+
+    def _settings(self, protocol: Protocol, config: Config) -> dict[str, Any]:
+        """What a stored result must have been computed with to be reused."""
+        if protocol == "knn":
+            return {"k": config.eval.knn_k, "temperature": config.eval.knn_temperature}
+        if protocol == "linear":
+            return dataclasses.asdict(self.benchmark.linear)
+        return dataclasses.asdict(config.finetune)
+
+    def _options(self, protocol: Protocol) -> ProtocolOptions | None:
+        """The linear probe's options; None for the others (the run config's)."""
+        return self.benchmark.linear if protocol == "linear" else None
+
+    def _stored(self, path: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
+        if not path.is_file():
+            return None
+        stored: dict[str, Any] = json.loads(path.read_text())
+        return stored if stored.get("benchmark_settings") == settings else None
+
+    def evaluate(
+        self,
+        label: str,
+        config: Config,
+        protocol: Protocol,
+        run: Callable[[], dict[str, Any]],
+        folder: Path,
+    ) -> dict[str, Any]:
+        """The stored result of ``protocol`` if its settings match, else ``run()``."""
+        settings = self._settings(protocol, config)
+        path = folder / "eval" / f"{protocol}.json"
+        stored = self._stored(path, settings)
+        if stored is not None:
+            print(f"[benchmark] {label}: {protocol} already evaluated", flush=True)
+            return stored
+        print(f"[benchmark] {label}: evaluating with {protocol}", flush=True)
+        started = time.perf_counter()
+        result = run()
+        result["seconds"] = round(time.perf_counter() - started, 1)
+        result["benchmark_settings"] = settings
+        write_results(result, folder / "eval", protocol)
+        print(
+            f"[benchmark] {label}: {protocol} top-1 {result['top1']:.2f}% "
+            f"(top-5 {result['top5']:.2f}%)",
+            flush=True,
+        )
+        return result
+
+    def evaluate_pretrained(
+        self, label: str, config: Config, metrics: dict[str, Any]
+    ) -> dict[str, dict[str, Any]]:
+        folder = self.output_dir / "runs" / label
+        results: dict[str, dict[str, Any]] = {}
+        for protocol in self.benchmark.protocols:
+            if protocol == "knn" and "knn" in metrics:
+                results[protocol] = metrics["knn"]  # computed at the end of pretrain
+                continue
+
+            def run(protocol: Protocol = protocol) -> dict[str, Any]:
+                options = self._options(protocol)
+                return evaluate_run(folder, protocol, options=options)[0]
+
+            results[protocol] = self.evaluate(label, config, protocol, run, folder)
+        return results
+
+    # -------------------------------------------------------------- baselines
+
+    def from_scratch(self, config: Config) -> dict[str, dict[str, Any]]:
+        """The untrained encoder: kNN / linear on its features, fine-tuned."""
+        folder = self.output_dir / "baselines" / FROM_SCRATCH
+        # Drop path needs its layers built in (they have no parameters, so the
+        # seeded initial weights are the same with or without them).
+        rate = config.finetune.drop_path_rate
+        kwargs = {**config.encoder.kwargs, "drop_path_rate": rate}
+        config = replace(config, encoder=replace(config.encoder, kwargs=kwargs))
+        results: dict[str, dict[str, Any]] = {}
+        for protocol in self.benchmark.protocols:
+
+            def run(protocol: Protocol = protocol) -> dict[str, Any]:
+                pl.seed_everything(config.seed, workers=True, verbose=False)
+                method = build_method(config, with_classes=False).eval()
+                options = self._options(protocol)
+                return evaluate_method(method, config, protocol, options)
+
+            results[protocol] = self.evaluate(
+                FROM_SCRATCH, config, protocol, run, folder
+            )
+        return results
+
+    def raw_pixels(self, config: Config) -> dict[str, dict[str, Any]]:
+        """kNN on the evaluation-transformed pixels."""
+        folder = self.output_dir / "baselines" / RAW_PIXELS
+        transform = build_method(config, with_classes=False).eval_transform()
+
+        def run() -> dict[str, Any]:
+            return knn_evaluate(RawPixels(transform), config)
+
+        return {"knn": self.evaluate(RAW_PIXELS, config, "knn", run, folder)}
+
+    # ----------------------------------------------------------------- report
+
+    def add_row(
+        self,
+        label: str,
+        kind: str,
+        config: Config,
+        results: dict[str, dict[str, Any]],
+        metrics: dict[str, Any] | None,
+        folder: Path,
+        encoder: str | None = "config",
+    ) -> None:
+        """Adds a table row and rewrites the report (``encoder=None``: no encoder)."""
+        row: dict[str, Any] = {
+            "label": label,
+            "kind": kind,
+            "method": config.method.name if metrics is not None else None,
+            "encoder": config.encoder.name if encoder == "config" else encoder,
+            "pretrain_epochs": metrics["epoch"] if metrics is not None else 0,
+            "batch_size": (metrics or {}).get("global_batch_size"),
+            "pretrain_seconds": (metrics or {}).get("train_seconds"),
+            "peak_memory_mb": (metrics or {}).get("peak_memory_mb"),
+            "peak_memory_kind": (metrics or {}).get("peak_memory_kind"),
+            "resumed": (metrics or {}).get("resumed"),
+            "folder": str(folder),
+        }
+        for protocol in ("knn", "linear", "finetune"):
+            result = results.get(protocol)
+            row[f"{protocol}_top1"] = None if result is None else result["top1"]
+            row[f"{protocol}_top5"] = None if result is None else result["top5"]
+            row[f"{protocol}_seconds"] = (
+                None if result is None else result.get("seconds")
+            )
+        self.rows.append(row)
+        write_report(self.rows, self.output_dir, self.benchmark, self.command)
+
+
+def run_benchmark(benchmark: BenchmarkConfig, command: str | None = None) -> Path:
+    """Runs a whole benchmark and writes ``results.{md,csv,json}`` and the plots.
+
+    Args:
+        benchmark: A checked config (:func:`load_benchmark_config`).
+        command: The command line to print in ``results.md`` (the CLI passes its
+            own); None leaves it out.
+
+    Returns:
+        ``benchmark.output_dir``.
+
+    Raises:
+        ConfigError: A method or its options do not resolve.
+        BenchmarkError: A pretraining child process failed, or a run folder holds
+            a run of a different config.
+    """
+    configs = method_configs(benchmark)
+    # Build every method once before anything trains: an unknown method, a bad
+    # option or mask settings that do not fit the encoder fail now.
+    methods = {k: build_method(c, with_classes=False) for k, c in configs.items()}
+    rows: list[tuple[str, str, Config]] = [(k, "method", c) for k, c in configs.items()]
+    single = benchmark.baselines.single_token
+    if single is not None:
+        generator = getattr(methods[single], "mask_generator", None)
+        if generator is None:
+            raise ConfigError(
+                f"baselines.single_token = {single!r} is not a masked-image method "
+                "row; name a simmim row, or null."
+            )
+        ablation = single_token_config(
+            configs[single],
+            generator.model_patch_size,
+            benchmark.baselines.single_token_mask_ratio,
+        )
+        label = f"{single}-single-token"
+        ablation = replace(ablation, name=label)
+        build_method(ablation, with_classes=False)  # the ablation's masks fit too
+        rows.append((label, "ablation", ablation))
+    del methods
+    for label, _, config in rows:
+        _check_data(label, config)
+
+    runner = _Runner(benchmark, command)
+    for label, kind, config in rows:
+        metrics = runner.pretrain(label, config)
+        results = runner.evaluate_pretrained(label, config, metrics)
+        folder = runner.output_dir / "runs" / label
+        runner.add_row(label, kind, config, results, metrics, folder)
+    first = rows[0][2]
+    if benchmark.baselines.from_scratch:
+        results = runner.from_scratch(first)
+        folder = runner.output_dir / "baselines" / FROM_SCRATCH
+        runner.add_row(FROM_SCRATCH, "baseline", first, results, None, folder)
+    if benchmark.baselines.raw_pixels and "knn" in benchmark.protocols:
+        results = runner.raw_pixels(first)
+        folder = runner.output_dir / "baselines" / RAW_PIXELS
+        runner.add_row(RAW_PIXELS, "baseline", first, results, None, folder, None)
+    return runner.output_dir

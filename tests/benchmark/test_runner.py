@@ -1,0 +1,88 @@
+"""The runner's pieces and its refusals, without a full benchmark (see test_smoke)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from lightly_simmim.benchmark import (
+    BenchmarkConfig,
+    BenchmarkError,
+    RawPixels,
+    load_benchmark_config,
+    method_configs,
+    run_benchmark,
+)
+from lightly_simmim.benchmark.runner import single_token_config
+from lightly_simmim.config import ConfigError, dump_config
+from lightly_simmim.data import DatasetNotFoundError
+
+SMOKE = (
+    Path(__file__).resolve().parents[2]
+    / "benchmarks"
+    / "configs"
+    / "fashion_mnist_smoke.yaml"
+)
+
+
+def _smoke(tmp_path: Path, *overrides: str) -> BenchmarkConfig:
+    return load_benchmark_config(SMOKE, [f"output_dir={tmp_path}", *overrides])
+
+
+def test_raw_pixels__flattens_what_the_transform_gives() -> None:
+    def transform(image: object) -> torch.Tensor:
+        return torch.zeros(1, 4, 4)
+
+    baseline = RawPixels(transform)
+    assert baseline.eval_transform() is transform
+    images = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
+    assert torch.equal(baseline(images), images.reshape(2, 48))
+
+
+def test_single_token_config__one_patch_masks(tmp_path: Path) -> None:
+    config = method_configs(_smoke(tmp_path))["simmim"]
+    ablation = single_token_config(config, patch_size=4, mask_ratio=0.75)
+    assert ablation.method.options == {"mask_patch_size": 4, "mask_ratio": 0.75}
+    assert config.method.options["mask_patch_size"] == 8  # the original is unchanged
+    byol = method_configs(_smoke(tmp_path))["byol"]
+    with pytest.raises(ConfigError, match="no mask_patch_size"):
+        single_token_config(byol, patch_size=4, mask_ratio=0.75)
+
+
+def test_run_benchmark__single_token_of_a_non_masked_row(tmp_path: Path) -> None:
+    benchmark = _smoke(tmp_path, "baselines.single_token=byol")
+    with pytest.raises(ConfigError, match="not a masked-image method row"):
+        run_benchmark(benchmark)
+    assert not (tmp_path / "runs").exists()  # refused before anything trained
+
+
+def test_run_benchmark__missing_data_names_the_benchmark_key(tmp_path: Path) -> None:
+    benchmark = _smoke(
+        tmp_path, "base.data.dataset=fashion-mnist", f"base.data.root={tmp_path}/no"
+    )
+    with pytest.raises(DatasetNotFoundError, match=r"base\.data\.root"):
+        run_benchmark(benchmark)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_run_benchmark__refuses_a_run_folder_of_another_config(tmp_path: Path) -> None:
+    benchmark = _smoke(tmp_path)
+    config = method_configs(benchmark)["simmim"]
+    changed = replace(config, seed=config.seed + 1)
+    dump_config(changed, tmp_path / "runs" / "simmim" / "config.yaml")
+    with pytest.raises(BenchmarkError, match="different config"):
+        run_benchmark(benchmark)
+
+
+@pytest.mark.slow
+def test_run_benchmark__failed_pretraining_says_how_to_go_on(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # 10 images make no batch of 64: the pretrain child exits with status 2.
+    benchmark = _smoke(tmp_path, "base.data.limit_train=10")
+    with pytest.raises(BenchmarkError, match="'simmim' failed \\(exit status 2\\)"):
+        run_benchmark(benchmark)
+    assert "make no full batch" in capfd.readouterr().err

@@ -1,0 +1,92 @@
+"""The whole benchmark, end to end, through the real CLI in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[2]
+SMOKE = REPO / "benchmarks" / "configs" / "fashion_mnist_smoke.yaml"
+
+ROWS = {
+    # row label -> the protocols it must report
+    "simmim": ("knn", "linear", "finetune"),
+    "mae": ("knn", "linear", "finetune"),
+    "byol": ("knn", "linear", "finetune"),
+    "simmim-single-token": ("knn", "linear", "finetune"),
+    "from-scratch": ("knn", "linear", "finetune"),
+    "raw-pixels": ("knn",),
+}
+
+
+def _benchmark(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lightly_simmim.cli", "benchmark", *args],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+def test_benchmark__smoke_config_end_to_end_then_resumes(tmp_path: Path) -> None:
+    args = ("--config", str(SMOKE), "--output-dir", str(tmp_path))
+    result = _benchmark(*args)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    payload = json.loads((tmp_path / "results.json").read_text())
+    rows = {row["label"]: row for row in payload["rows"]}
+    assert set(rows) == set(ROWS)
+    chance = 100 / 10  # Fashion-MNIST has 10 balanced classes
+    for label, protocols in ROWS.items():
+        for protocol in ("knn", "linear", "finetune"):
+            value = rows[label][f"{protocol}_top1"]
+            if protocol not in protocols:
+                assert value is None, (label, protocol)
+                continue
+            assert math.isfinite(value) and value > chance, (label, protocol, value)
+    for label in ("simmim", "mae", "byol", "simmim-single-token"):
+        row = rows[label]
+        assert row["method"] == label.split("-")[0] and row["pretrain_epochs"] == 1
+        assert row["pretrain_seconds"] > 0 and row["peak_memory_mb"] > 0
+        assert row["batch_size"] == 64
+    # The ablation really masked single 4 px tokens at ratio 0.75.
+    ablation = (tmp_path / "runs" / "simmim-single-token" / "config.yaml").read_text()
+    assert "mask_patch_size: 4" in ablation and "mask_ratio: 0.75" in ablation
+
+    markdown = (tmp_path / "results.md").read_text()
+    assert "| simmim-single-token | simmim |" in markdown
+    assert f"--config {SMOKE}" in markdown
+    for name in ("accuracy.png", "loss_curves.png"):
+        with Image.open(tmp_path / name) as image:
+            assert image.format == "PNG"
+    assert (tmp_path / "runs" / "mae" / "eval" / "finetune.json").is_file()
+
+    # The same command again trains and evaluates nothing: the same table.
+    again = _benchmark(*args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("already pretrained") == 4
+    assert again.stdout.count("already evaluated") == 4 * 2 + 3 + 1
+    assert "pretraining (" not in again.stdout
+    rerun = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert rerun == payload["rows"]
+
+
+def test_benchmark__cli_errors_exit_2_with_a_message(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("methods: {simmim: {}}\nprotocol: [knn]\n")
+    result = _benchmark("--config", str(bad))
+    assert result.returncode == 2
+    assert "lightly-simmim benchmark: error:" in result.stderr
+    assert "Did you mean 'protocols'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+    missing = _benchmark("--config", str(tmp_path / "nope.yaml"))
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
