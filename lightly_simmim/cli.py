@@ -86,7 +86,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from lightly_simmim.checkpoints import atomic_write
+    from lightly_simmim.atomic import atomic_write
     from lightly_simmim.evaluate import ProtocolOptions, evaluate_run
 
     options = ProtocolOptions(

@@ -21,6 +21,8 @@ from typing import Any, Literal, TypeVar, Union
 
 import yaml
 
+from lightly_simmim.atomic import atomic_write
+
 
 class ConfigError(ValueError):
     """A config that cannot be used, with a message saying what to change."""
@@ -401,9 +403,5 @@ def to_dict(config: Config) -> dict[str, Any]:
 
 def dump_config(config: Config, path: str | Path) -> Path:
     """Writes the resolved config as YAML (atomically) and returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
-    tmp.replace(path)
-    return path
+    text = yaml.safe_dump(to_dict(config), sort_keys=False)
+    return atomic_write(path, text.encode("utf-8"))

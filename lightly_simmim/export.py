@@ -26,7 +26,7 @@ from typing import Any
 
 from safetensors.torch import save as safetensors_bytes
 
-from lightly_simmim.checkpoints import atomic_write
+from lightly_simmim.atomic import atomic_write
 from lightly_simmim.encoders.factory import resolve_timm_name
 from lightly_simmim.train import load_run
 

@@ -93,7 +93,7 @@ def test_dump_config__round_trips(tmp_path: Path) -> None:
     }
     assert load_config(path) == config
     assert to_dict(config)["encoder"]["kwargs"] == {"depth": 2}
-    assert not list(path.parent.glob("*.tmp"))
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporaries
 
 
 def test_shipped_configs__all_load_and_paper_recipes_carry_finetune() -> None:

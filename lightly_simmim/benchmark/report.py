@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from lightly_simmim.checkpoints import atomic_write
+from lightly_simmim.atomic import atomic_write
 
 if TYPE_CHECKING:
     from lightly_simmim.benchmark.config import BenchmarkConfig

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lightly_simmim.checkpoints import atomic_write
+from lightly_simmim.atomic import atomic_write
 
 
 def write_results(
@@ -16,7 +16,7 @@ def write_results(
 ) -> Path:
     """Writes ``results`` to ``<output_dir>/<name>.json``, atomically.
 
-    The JSON goes through :func:`lightly_simmim.checkpoints.atomic_write` (a
+    The JSON goes through :func:`lightly_simmim.atomic.atomic_write` (a
     temporary file in the same folder, fsynced, moved over the target), so a reader
     (a benchmark table, a second process) sees either the old file or the complete
     new one, never a half-written file.
