@@ -150,6 +150,9 @@ class FinetuneConfig:
     label_smoothing: float = 0.1
     #: Stochastic depth of the encoder while fine-tuning (set when it is rebuilt).
     drop_path_rate: float = 0.1
+    #: Smallest area fraction of the training crop (RandomResizedCrop): 0.08 as on
+    #: ImageNet; raise it for small images or a schedule of a few epochs.
+    crop_min_scale: float = 0.08
 
 
 @dataclass

@@ -168,6 +168,7 @@ def evaluate_method(
                 weight_decay=tune.weight_decay,
                 layer_decay=tune.layer_decay,
                 label_smoothing=tune.label_smoothing,
+                crop_min_scale=tune.crop_min_scale,
             )
             outcome = finetune(
                 encoder,

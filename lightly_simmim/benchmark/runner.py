@@ -125,10 +125,31 @@ def _check_data(label: str, config: Config) -> None:
         ) from error
 
 
+#: Config sections that only the evaluation reads: changing them re-evaluates a run
+#: instead of training it again.
+EVALUATION_SECTIONS = ("eval", "finetune")
+
+
 def _same_config(folder: Path, config: Config) -> bool:
+    """Whether the run in ``folder`` was pretrained with ``config``'s settings."""
     existing = load_config(folder / "config.yaml")
     existing = replace(existing, name=config.name, output_dir=config.output_dir)
-    return to_dict(existing) == to_dict(config)
+    ours, theirs = to_dict(config), to_dict(existing)
+    for section in EVALUATION_SECTIONS:
+        ours.pop(section)
+        theirs.pop(section)
+    return ours == theirs
+
+
+def _evaluation_overrides(config: Config) -> list[str]:
+    """``section.key=value`` strings that put ``config``'s evaluation settings over
+    those a run folder's ``config.yaml`` was written with."""
+    values = to_dict(config)
+    return [
+        f"{section}.{key}={json.dumps(value)}"  # JSON scalars are YAML scalars
+        for section in EVALUATION_SECTIONS
+        for key, value in values[section].items()
+    ]
 
 
 class _Runner:
@@ -149,8 +170,9 @@ class _Runner:
         if (folder / "config.yaml").is_file() and not _same_config(folder, config):
             raise BenchmarkError(
                 f"{str(folder)!r} was trained with a different config than the "
-                f"benchmark now gives {label!r}. Delete that folder to train it "
-                "again, or set another output_dir for the changed benchmark."
+                f"benchmark now gives {label!r} (outside the evaluation-only "
+                f"sections {', '.join(EVALUATION_SECTIONS)}). Delete that folder to "
+                "train it again, or set another output_dir for the changed benchmark."
             )
         if metrics_path.is_file():
             print(f"[benchmark] {label}: already pretrained ({folder})", flush=True)
@@ -229,14 +251,17 @@ class _Runner:
     ) -> dict[str, dict[str, Any]]:
         folder = self.output_dir / "runs" / label
         results: dict[str, dict[str, Any]] = {}
+        overrides = _evaluation_overrides(config)
         for protocol in self.benchmark.protocols:
-            if protocol == "knn" and "knn" in metrics:
-                results[protocol] = metrics["knn"]  # computed at the end of pretrain
+            knn = metrics.get("knn") or {}
+            stored = {"k": knn.get("k"), "temperature": knn.get("temperature")}
+            if protocol == "knn" and stored == self._settings("knn", config):
+                results[protocol] = knn  # computed at the end of pretraining
                 continue
 
             def run(protocol: Protocol = protocol) -> dict[str, Any]:
                 options = self._options(protocol)
-                return evaluate_run(folder, protocol, options=options)[0]
+                return evaluate_run(folder, protocol, overrides, options)[0]
 
             results[protocol] = self.evaluate(label, config, protocol, run, folder)
         return results

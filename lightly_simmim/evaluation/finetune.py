@@ -101,6 +101,9 @@ class FinetuneRecipe:
         clip_grad: Gradient norm clip (5.0), or None for none.
         head_init_std: Std of the trunc-normal init of the new classifier's weight
             (bias zero).
+        crop_min_scale: Smallest area fraction of the default training crop
+            (``RandomResizedCrop``): 0.08 as on ImageNet; small images and short
+            schedules learn faster with a larger one.
     """
 
     epochs: int = 100
@@ -116,6 +119,7 @@ class FinetuneRecipe:
     label_smoothing: float = 0.1
     clip_grad: float | None = 5.0
     head_init_std: float = 0.02
+    crop_min_scale: float = 0.08
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -127,6 +131,10 @@ class FinetuneRecipe:
             raise ValueError(
                 f"warmup_epochs must lie in [0, epochs={self.epochs}], got "
                 f"{self.warmup_epochs}; lower it for short schedules."
+            )
+        if not 0 < self.crop_min_scale <= 1:
+            raise ValueError(
+                f"crop_min_scale must be in (0, 1], got {self.crop_min_scale}."
             )
         if self.layer_decay != "auto" and not 0 < self.layer_decay <= 1:
             raise ValueError(
@@ -497,7 +505,12 @@ def finetune(
         )
     timm_model = _timm_model(encoder)
     train_tf, eval_tf = _transforms(
-        timm_model, train_transform, eval_transform, input_size, normalize
+        timm_model,
+        train_transform,
+        eval_transform,
+        input_size,
+        normalize,
+        recipe.crop_min_scale,
     )
 
     with seeded(seed):
@@ -623,6 +636,7 @@ def _transforms(
     eval_transform: Transform | Literal["default"] | None,
     input_size: int | None,
     normalize: Mapping[str, Sequence[float]] | None,
+    min_scale: float,
 ) -> tuple[Transform | None, Transform | None]:
     """Resolves ``"default"`` to :func:`classification_transforms`' transforms."""
     train_is_default = isinstance(train_transform, str)
@@ -641,7 +655,7 @@ def _transforms(
             f"{type(model).__name__} has no square img_size; pass input_size."
         )
     default_train, default_eval = classification_transforms(
-        size, in_chans=_in_chans(model), normalize=normalize
+        size, in_chans=_in_chans(model), normalize=normalize, min_scale=min_scale
     )
     return (
         default_train if train_is_default else _callable_or_none(train_transform),

@@ -377,3 +377,15 @@ def test_finetune_recipe__invalid_settings_raise() -> None:
         FinetuneRecipe(epochs=5)  # default warmup of 20 epochs is longer
     with pytest.raises(ValueError, match="layer_decay"):
         FinetuneRecipe(layer_decay=1.5)
+    with pytest.raises(ValueError, match="crop_min_scale"):
+        FinetuneRecipe(crop_min_scale=0.0)
+
+
+def test_finetune__default_train_crop_uses_the_recipes_min_scale() -> None:
+    from lightly_simmim.evaluation.finetune import _transforms
+
+    model = BUILD["vit"]()
+    for scale in (0.08, 0.5):
+        train, _ = _transforms(model, "default", "default", None, None, scale)
+        crops = [t for t in train.transforms if type(t).__name__ == "RandomResizedCrop"]
+        assert [c.scale for c in crops] == [(scale, 1.0)]
