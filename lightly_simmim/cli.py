@@ -140,7 +140,9 @@ _OVERRIDE_HELP = (
 )
 
 
-def _add_overrides(parser: argparse.ArgumentParser) -> None:
+def _add_overrides(
+    parser: argparse.ArgumentParser, help_text: str = _OVERRIDE_HELP
+) -> None:
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -148,7 +150,7 @@ def _add_overrides(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         action="extend",
         default=[],
-        help=_OVERRIDE_HELP,
+        help=help_text,
     )
 
 
@@ -298,14 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark.add_argument(
         "--output-dir", default=None, help="write here instead of the config's"
     )
-    benchmark.add_argument(
-        "--set",
-        dest="overrides",
-        metavar="KEY=VALUE",
-        nargs="+",
-        action="extend",
-        default=[],
-        help="override a benchmark config value, e.g. base.data.root=/data "
+    _add_overrides(
+        benchmark,
+        "override a benchmark config value, e.g. base.data.root=/data "
         "methods.mae.method.mask_ratio=0.5 linear.epochs=20",
     )
     benchmark.set_defaults(func=_cmd_benchmark)

@@ -313,17 +313,18 @@ class _Runner:
         encoder: str | None = "config",
     ) -> None:
         """Adds a table row and rewrites the report (``encoder=None``: no encoder)."""
+        pretrained = metrics or {}
         row: dict[str, Any] = {
             "label": label,
             "kind": kind,
             "method": config.method.name if metrics is not None else None,
             "encoder": config.encoder.name if encoder == "config" else encoder,
             "pretrain_epochs": metrics["epoch"] if metrics is not None else 0,
-            "batch_size": (metrics or {}).get("global_batch_size"),
-            "pretrain_seconds": (metrics or {}).get("train_seconds"),
-            "peak_memory_mb": (metrics or {}).get("peak_memory_mb"),
-            "peak_memory_kind": (metrics or {}).get("peak_memory_kind"),
-            "resumed": (metrics or {}).get("resumed"),
+            "batch_size": pretrained.get("global_batch_size"),
+            "pretrain_seconds": pretrained.get("train_seconds"),
+            "peak_memory_mb": pretrained.get("peak_memory_mb"),
+            "peak_memory_kind": pretrained.get("peak_memory_kind"),
+            "resumed": pretrained.get("resumed"),
             "folder": str(folder),
         }
         for protocol in ("knn", "linear", "finetune"):
@@ -376,8 +377,12 @@ def run_benchmark(benchmark: BenchmarkConfig, command: str | None = None) -> Pat
         build_method(ablation, with_classes=False)  # the ablation's masks fit too
         rows.append((label, "ablation", ablation))
     del methods
+    checked = []  # rows usually share their data: load each data setup once
     for label, _, config in rows:
-        _check_data(label, config)
+        data = (config.data, config.eval.dataset)
+        if data not in checked:
+            _check_data(label, config)
+            checked.append(data)
 
     runner = _Runner(benchmark, command)
     for label, kind, config in rows:
