@@ -1,9 +1,9 @@
 """Entry-point discovery: components by name from installed distributions.
 
-Methods, transforms, heads, losses and encoders are found through Python entry points,
-in the groups of :data:`GROUPS`. This package registers its own components in its
-``pyproject.toml`` exactly as a third-party distribution would, so nothing here is
-special-cased: installing a distribution that declares, say, ::
+Methods, transforms, heads, losses, encoders and dataset builders are found through
+Python entry points, in the groups of :data:`GROUPS`. This package registers its own
+components in its ``pyproject.toml`` exactly as a third-party distribution would, so
+nothing here is special-cased: installing a distribution that declares, say, ::
 
     [project.entry-points."lightly.losses"]
     my_loss = "my_package.loss:MyLoss"
@@ -61,6 +61,7 @@ GROUPS: dict[str, str] = {
     "heads": "lightly.heads",
     "losses": "lightly.losses",
     "encoders": "lightly.encoders",
+    "datasets": "lightly.datasets",
 }
 """Short group name -> entry point group. Every function accepts either spelling."""
 
