@@ -1,0 +1,141 @@
+"""``lightly-simmim evaluate``: kNN, linear probe or fine-tune of a pretrained run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from lightly_simmim.cli.common import HELP_FORMATTER, Subparsers, add_overrides
+
+DESCRIPTION = """\
+Rebuilds the model from the run's config.yaml, loads the checkpoint
+(weights only) and evaluates its pooled features.
+
+knn: weighted kNN (eval.knn_k neighbours, eval.knn_temperature) of the
+test split against the training split, top-1 / top-5 in percent.
+linear: a linear layer (after a parameter-free BatchNorm, as in MAE)
+on frozen features of --layer / --pooling, 90 epochs by default.
+finetune: the whole encoder with a new head, SimMIM's recipe (AdamW,
+layer-wise LR decay, warmup + cosine, label smoothing), 100 epochs by
+default. Results also go to RUN/eval/<protocol>.json."""
+
+EPILOG = """\
+examples:
+  lightly-simmim evaluate --protocol knn runs/simmim
+  lightly-simmim evaluate --protocol linear --epochs 20 --layer -2 --pooling avg \
+runs/simmim
+  lightly-simmim evaluate --protocol finetune --epochs 10 runs/simmim"""
+
+#: How each protocol is named in the printed summary.
+LABELS = {"knn": "kNN", "linear": "linear", "finetune": "fine-tune"}
+
+
+def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
+    """Adds the ``evaluate`` command and its arguments.
+
+    Args:
+        subparsers: The sub-command group of the ``lightly-simmim`` parser.
+
+    Returns:
+        The command's parser (its handler is :func:`run`).
+    """
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="evaluate a pretrained run or checkpoint (kNN, linear probe, fine-tune)",
+        formatter_class=HELP_FORMATTER,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+    )
+    parser.add_argument(
+        "run",
+        metavar="RUN_OR_CHECKPOINT",
+        help="a run folder (uses checkpoints/last.ckpt) or a .ckpt file in one",
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=tuple(LABELS),
+        default="knn",
+        help="evaluation protocol (default: knn)",
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="linear / finetune epochs"
+    )
+    parser.add_argument(
+        "--warmup-epochs", type=float, default=None, help="linear / finetune warmup"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="linear / finetune batch size"
+    )
+    parser.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="linear: learning rate (0.1); finetune: base_lr per 512 images (1.25e-3)",
+    )
+    parser.add_argument(
+        "--layer",
+        type=int,
+        default=None,
+        help="linear: block / stage index of the features (default: last; -2 is "
+        "the one before)",
+    )
+    parser.add_argument(
+        "--pooling",
+        choices=("default", "avg", "cls"),
+        default="default",
+        help="linear: how tokens are pooled (default: the encoder's own)",
+    )
+    add_overrides(parser)
+    parser.add_argument(
+        "--output", metavar="FILE", default=None, help="also write the result as JSON"
+    )
+    parser.set_defaults(func=run)
+    return parser
+
+
+def recipe_options(args: argparse.Namespace) -> dict[str, object]:
+    """The options that override the protocol's recipe (None = not given).
+
+    ``--lr`` is the linear probe's learning rate, and the fine-tune's ``base_lr``
+    (per 512 images); ``--layer`` / ``--pooling`` apply to the linear probe only.
+    """
+    options: dict[str, object] = {
+        "epochs": args.epochs,
+        "warmup_epochs": args.warmup_epochs,
+        "batch_size": args.batch_size,
+    }
+    if args.protocol == "linear":
+        options.update(lr=args.lr, layer=args.layer, pooling=args.pooling)
+    elif args.protocol == "finetune":
+        options["base_lr"] = args.lr
+    return options
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluates the run, prints top-1 / top-5 and writes the result files.
+
+    Args:
+        args: The arguments of :func:`add_parser`.
+
+    Returns:
+        0 once the result is written.
+    """
+    # Lazy imports keep `lightly-simmim --help` free of torch and Lightning.
+    from lightly_simmim.atomic import atomic_write
+    from lightly_simmim.evaluation.protocol import evaluate_run
+
+    result, path = evaluate_run(
+        args.run,
+        args.protocol,
+        args.overrides,
+        recipe_overrides=recipe_options(args),
+    )
+    print(
+        f"{LABELS[args.protocol]} top-1: {result['top1']:.2f}% "
+        f"(top-5 {result['top5']:.2f}%) of {result['checkpoint']}; wrote {path}"
+    )
+    if args.output is not None:
+        payload = {"checkpoint": result["checkpoint"], args.protocol: result}
+        atomic_write(args.output, (json.dumps(payload, indent=2) + "\n").encode())
+        print(f"wrote {args.output}")
+    return 0
