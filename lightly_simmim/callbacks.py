@@ -6,6 +6,8 @@
   step and what to try.
 - :class:`ReconstructionImages`: a PNG of original / masked / reconstructed images
   every few epochs and at the end.
+- :class:`RunSummary`: one line at the start saying the global batch, the learning
+  rate and the steps the run trains with.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from torch import Tensor
 
 from lightly_simmim.checkpoints import CHECKPOINT_DIR, LAST_CHECKPOINT
+from lightly_simmim.methods import Method, PretrainMethod
 from lightly_simmim.visualize import save_reconstruction_grid
 
 __all__ = [
     "NonFiniteLossError",
     "ReconstructionImages",
+    "RunSummary",
     "StopOnNonFiniteLoss",
     "checkpoint_callbacks",
 ]
@@ -200,7 +204,7 @@ class ReconstructionImages(Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str
     ) -> None:
         """Takes the fixed batch: the first images through ``eval_transform()``."""
-        method: Any = pl_module  # a PretrainMethod: eval_transform, reconstruct_batch
+        method = _method(pl_module)
         transform = method.eval_transform()
         count = min(self.num_images, len(self.dataset))  # type: ignore[arg-type]
         self.images = torch.stack([transform(self.dataset[i][0]) for i in range(count)])
@@ -228,7 +232,7 @@ class ReconstructionImages(Callback):
         """
         if self.images is None:
             return None
-        method: Any = pl_module  # a PretrainMethod: eval_transform, reconstruct_batch
+        method = _method(pl_module)
         was_training = method.training
         method.eval()
         try:
@@ -240,4 +244,53 @@ class ReconstructionImages(Callback):
         images, mask, reconstruction = result
         return save_reconstruction_grid(
             self.folder / name, images, mask, reconstruction, self.mean, self.std
+        )
+
+
+def _method(module: pl.LightningModule) -> Method:
+    """The LightningModule as a :class:`Method` (what these callbacks use of it).
+
+    Raises:
+        TypeError: If the module is not a method.
+    """
+    if not isinstance(module, Method):
+        raise TypeError(
+            f"{type(module).__name__} is not a pretraining method (see "
+            "lightly_simmim.methods.Method)."
+        )
+    return module
+
+
+class RunSummary(Callback):
+    """Prints the run folder, global batch, learning rate and steps at the start.
+
+    The numbers come from the method after ``configure_optimizers`` has read them
+    from the Trainer, so the line says what the run really trains with. Only global
+    rank 0 prints.
+
+    Args:
+        folder: The run folder.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__()
+        self.folder = folder
+
+    def on_train_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule
+    ) -> None:
+        """Prints the summary line."""
+        if not trainer.is_global_zero or not isinstance(pl_module, PretrainMethod):
+            return
+        settings = pl_module.optimizer_settings
+        batch = pl_module.global_batch_size
+        print(
+            f"run folder: {self.folder}\nglobal batch {batch} = "
+            f"{pl_module.batch_size_per_device} per device x {trainer.num_devices} "
+            f"device(s) x {trainer.num_nodes} node(s) x "
+            f"{trainer.accumulate_grad_batches} accumulated; lr = "
+            f"{settings.base_lr:g} x {batch} / {settings.base_batch_size} = "
+            f"{pl_module.learning_rate:.3g}; {pl_module.steps_per_epoch} steps per "
+            f"epoch, {pl_module.total_steps} in all; precision {trainer.precision}",
+            flush=True,
         )

@@ -38,7 +38,6 @@ __all__ = [
     "AtomicCheckpointIO",
     "CheckpointError",
     "atomic_write",
-    "find_run",
     "load_checkpoint",
     "remove_stale_temporaries",
 ]
@@ -156,50 +155,3 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return
         with contextlib.suppress(FileNotFoundError):
             Path(path).unlink()
-
-
-def find_run(run_or_checkpoint: str | os.PathLike[str]) -> tuple[Path, Path]:
-    """The run folder and checkpoint file meant by a run folder or checkpoint path.
-
-    A folder means ``<folder>/checkpoints/last.ckpt``; a file is taken as the
-    checkpoint, and its run folder is the nearest parent holding ``config.yaml``.
-
-    Args:
-        run_or_checkpoint: A run folder (``output_dir/name``) or a ``.ckpt`` file.
-
-    Returns:
-        ``(run folder, checkpoint file)``.
-
-    Raises:
-        FileNotFoundError: The path, the run's ``config.yaml`` or its checkpoint does
-            not exist; the message says what a run folder holds.
-    """
-    path = Path(run_or_checkpoint)
-    layout = (
-        "A run folder (written by `lightly-simmim pretrain`) holds config.yaml and "
-        f"{CHECKPOINT_DIR}/{LAST_CHECKPOINT}."
-    )
-    if path.is_dir():
-        run = path
-        checkpoint = path / CHECKPOINT_DIR / LAST_CHECKPOINT
-    elif path.is_file():
-        checkpoint = path
-        parents = [p for p in path.parents if (p / "config.yaml").is_file()][:1]
-        if not parents:
-            raise FileNotFoundError(
-                f"No config.yaml in any folder above checkpoint {str(path)!r}, so the "
-                f"model it belongs to is unknown. {layout}"
-            )
-        run = parents[0]
-    else:
-        raise FileNotFoundError(
-            f"{str(path)!r} is neither a run folder nor a checkpoint file. {layout}"
-        )
-    if not (run / "config.yaml").is_file():
-        raise FileNotFoundError(f"{str(run)!r} has no config.yaml. {layout}")
-    if not checkpoint.is_file():
-        raise FileNotFoundError(
-            f"{str(run)!r} has no checkpoint {CHECKPOINT_DIR}/{LAST_CHECKPOINT} (was "
-            f"the run stopped before its first checkpoint?). {layout}"
-        )
-    return run, checkpoint

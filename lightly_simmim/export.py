@@ -28,7 +28,7 @@ from safetensors.torch import save as safetensors_bytes
 
 from lightly_simmim.atomic import atomic_write
 from lightly_simmim.encoders.factory import resolve_timm_name
-from lightly_simmim.train import load_run
+from lightly_simmim.runs import load_run
 
 __all__ = ["export_timm"]
 

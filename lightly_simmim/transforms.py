@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 import torchvision.transforms.v2 as T
@@ -65,6 +66,73 @@ class ToChannels:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(in_chans={self.in_chans})"
+
+
+def resolve_normalize(
+    mean: Sequence[float] | None, std: Sequence[float] | None, in_chans: int
+) -> dict[str, list[float]]:
+    """Per-channel statistics in lightly's format; None for both = ImageNet's.
+
+    The one place the package resolves normalisation: methods, evaluation and the
+    reconstruction images all go through it.
+
+    Args:
+        mean: Per-channel mean, ``in_chans`` values, or None (with ``std``).
+        std: Per-channel std, positive.
+        in_chans: Image channels.
+
+    Returns:
+        ``{"mean": [...], "std": [...]}``.
+
+    Raises:
+        ValueError: If only one is given, ImageNet's are asked for with other than 3
+            channels, the lengths do not match ``in_chans``, or a std is not > 0.
+    """
+    if (mean is None) != (std is None):
+        raise ValueError("Give both mean and std, or neither (ImageNet's).")
+    if mean is None or std is None:
+        if in_chans != 3:
+            raise ValueError(
+                f"mean/std default to ImageNet statistics, which have 3 channels, "
+                f"but in_chans={in_chans}; give per-channel statistics of your "
+                f"data, e.g. mean=[0.286], std=[0.353] for Fashion-MNIST."
+            )
+        return {k: list(v) for k, v in IMAGENET_NORMALIZE.items()}
+    if len(mean) != in_chans or len(std) != in_chans:
+        raise ValueError(
+            f"mean has {len(mean)} and std {len(std)} values but in_chans="
+            f"{in_chans}; give one value per channel."
+        )
+    if any(s <= 0 for s in std):
+        raise ValueError(f"std values must be > 0, got {list(std)}.")
+    return {"mean": [float(m) for m in mean], "std": [float(s) for s in std]}
+
+
+class ConvertChannels:
+    """Runs :func:`to_channels` before a transform (lightly's transforms assume RGB).
+
+    A class rather than a closure so that it pickles into data loader workers.
+
+    Args:
+        transform: A callable from a PIL image to a list of (C, H, W) tensors, e.g.
+            lightly's ``BYOLTransform``.
+        in_chans: 1 or 3.
+    """
+
+    def __init__(self, transform: Callable[[Any], list[Tensor]], in_chans: int) -> None:
+        self.transform = transform
+        self.in_chans = in_chans
+
+    def __call__(self, image: ImageInput) -> list[Tensor]:
+        """Converts the channels, then transforms.
+
+        Returns:
+            Whatever ``transform`` returns: a list of (in_chans, H, W) views.
+        """
+        return self.transform(to_channels(image, self.in_chans))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.transform!r}, in_chans={self.in_chans})"
 
 
 class EvalTransform:

@@ -14,7 +14,7 @@ A benchmark file looks like::
       mae: {method: {name: mae}}
       byol: {optim: {base_lr: 1.0e-3}}          # method name = the label
     protocols: [knn, linear, finetune]
-    linear: {epochs: 10}   # options of the linear probe (evaluate's ProtocolOptions)
+    linear: {epochs: 10}   # the linear probe (lightly_simmim.evaluation.LinearRecipe)
     baselines:
       from_scratch: true   # the encoder fine-tuned from random init (+ its kNN/linear)
       raw_pixels: true     # kNN on the normalised pixels
@@ -32,18 +32,19 @@ import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from lightly_simmim.build import method_settings
 from lightly_simmim.config import (
     Config,
     ConfigError,
-    _method_options,
     apply_overrides,
     from_dict,
+    method_section,
     read_yaml,
 )
-from lightly_simmim.evaluate import ProtocolOptions
-from lightly_simmim.train import method_and_settings
+from lightly_simmim.evaluation.protocol import PROTOCOLS, Protocol
+from lightly_simmim.evaluation.recipes import LinearRecipe
 
 __all__ = [
     "PROTOCOLS",
@@ -52,9 +53,6 @@ __all__ = [
     "load_benchmark_config",
     "method_configs",
 ]
-
-Protocol = Literal["knn", "linear", "finetune"]
-PROTOCOLS: tuple[Protocol, ...] = ("knn", "linear", "finetune")
 
 
 @dataclass
@@ -85,8 +83,8 @@ class BenchmarkConfig:
     #: label). Labels name the run folders, so they must be plain names.
     methods: dict[str, Any] = field(default_factory=dict)
     protocols: list[Protocol] = field(default_factory=lambda: list(PROTOCOLS))
-    #: Options of the linear probe; the fine-tune recipe is ``base.finetune``.
-    linear: ProtocolOptions = field(default_factory=ProtocolOptions)
+    #: The linear probe; the fine-tune recipe is ``base.finetune``.
+    linear: LinearRecipe = field(default_factory=LinearRecipe)
     baselines: Baselines = field(default_factory=Baselines)
     name: str = "benchmark"
     #: Results, tables and plots go here; every run folder is ``output_dir/runs/``.
@@ -178,7 +176,7 @@ def method_configs(benchmark: BenchmarkConfig) -> dict[str, Config]:
         method = values.get("method")
         if method is None or (isinstance(method, Mapping) and "name" not in method):
             values["method"] = {"name": label, **(method or {})}
-        values["method"] = _method_options(values)
+        values["method"] = method_section(values["method"])
         for key in ("name", "output_dir"):
             if key in values:
                 raise ConfigError(
@@ -188,7 +186,7 @@ def method_configs(benchmark: BenchmarkConfig) -> dict[str, Config]:
         try:
             config = from_dict(Config, values)
             # The method by its entry point name, and its options.
-            method_and_settings(config)
+            method_settings(config)
         except ConfigError as error:
             raise ConfigError(f"methods.{label}: {error}") from error
         configs[label] = replace(

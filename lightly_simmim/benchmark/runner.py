@@ -37,12 +37,9 @@ from typing import Any
 import pytorch_lightning as pl
 from torch import Tensor, nn
 
-from lightly_simmim.benchmark.config import (
-    BenchmarkConfig,
-    Protocol,
-    method_configs,
-)
+from lightly_simmim.benchmark.config import BenchmarkConfig, method_configs
 from lightly_simmim.benchmark.report import write_report
+from lightly_simmim.build import build_method, dataset_splits, method_settings
 from lightly_simmim.checkpoints import CHECKPOINT_DIR, LAST_CHECKPOINT
 from lightly_simmim.config import (
     Config,
@@ -52,14 +49,14 @@ from lightly_simmim.config import (
     to_dict,
 )
 from lightly_simmim.data import DatasetNotFoundError
-from lightly_simmim.evaluate import ProtocolOptions, evaluate_method, evaluate_run
 from lightly_simmim.evaluation import write_results
-from lightly_simmim.train import (
-    build_method,
-    dataset_splits,
+from lightly_simmim.evaluation.protocol import (
+    Protocol,
+    evaluate_method,
+    evaluate_run,
     knn_evaluate,
-    method_and_settings,
 )
+from lightly_simmim.methods import ImageTransform
 
 __all__ = ["BenchmarkError", "RawPixels", "run_benchmark", "single_token_config"]
 
@@ -83,11 +80,11 @@ class RawPixels(nn.Module):
             normalise), so the pixels are exactly what the encoders see.
     """
 
-    def __init__(self, transform: Callable[[Any], Tensor]) -> None:
+    def __init__(self, transform: ImageTransform) -> None:
         super().__init__()
         self._transform = transform
 
-    def eval_transform(self) -> Callable[[Any], Tensor]:
+    def eval_transform(self) -> ImageTransform:
         """The transform given at construction."""
         return self._transform
 
@@ -103,7 +100,7 @@ def single_token_config(config: Config, patch_size: int, mask_ratio: float) -> C
         ConfigError: The row's method has no ``mask_patch_size`` / ``mask_ratio``.
     """
     method = config.method
-    _, settings = method_and_settings(config)
+    settings = method_settings(config)
     if not {"mask_patch_size", "mask_ratio"} <= set(vars(settings)):
         raise ConfigError(
             f"baselines.single_token names a {method.name!r} row, which has no "
@@ -139,17 +136,6 @@ def _same_config(folder: Path, config: Config) -> bool:
         ours.pop(section)
         theirs.pop(section)
     return ours == theirs
-
-
-def _evaluation_overrides(config: Config) -> list[str]:
-    """``section.key=value`` strings that put ``config``'s evaluation settings over
-    those a run folder's ``config.yaml`` was written with."""
-    values = to_dict(config)
-    return [
-        f"{section}.{key}={json.dumps(value)}"  # JSON scalars are YAML scalars
-        for section in EVALUATION_SECTIONS
-        for key, value in values[section].items()
-    ]
 
 
 class _Runner:
@@ -208,10 +194,6 @@ class _Runner:
             return dataclasses.asdict(self.benchmark.linear)
         return dataclasses.asdict(config.finetune)
 
-    def _options(self, protocol: Protocol) -> ProtocolOptions | None:
-        """The linear probe's options; None for the others (the run config's)."""
-        return self.benchmark.linear if protocol == "linear" else None
-
     def _stored(self, path: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
         if not path.is_file():
             return None
@@ -251,7 +233,6 @@ class _Runner:
     ) -> dict[str, dict[str, Any]]:
         folder = self.output_dir / "runs" / label
         results: dict[str, dict[str, Any]] = {}
-        overrides = _evaluation_overrides(config)
         for protocol in self.benchmark.protocols:
             knn = metrics.get("knn") or {}
             stored = {"k": knn.get("k"), "temperature": knn.get("temperature")}
@@ -260,8 +241,8 @@ class _Runner:
                 continue
 
             def run(protocol: Protocol = protocol) -> dict[str, Any]:
-                options = self._options(protocol)
-                return evaluate_run(folder, protocol, overrides, options)[0]
+                linear = self.benchmark.linear
+                return evaluate_run(folder, protocol, config=config, linear=linear)[0]
 
             results[protocol] = self.evaluate(label, config, protocol, run, folder)
         return results
@@ -273,17 +254,16 @@ class _Runner:
         folder = self.output_dir / "baselines" / FROM_SCRATCH
         # Drop path needs its layers built in (they have no parameters, so the
         # seeded initial weights are the same with or without them).
-        rate = config.finetune.drop_path_rate
-        kwargs = {**config.encoder.kwargs, "drop_path_rate": rate}
-        config = replace(config, encoder=replace(config.encoder, kwargs=kwargs))
+        drop_path = {"drop_path_rate": config.finetune.drop_path_rate}
         results: dict[str, dict[str, Any]] = {}
         for protocol in self.benchmark.protocols:
 
             def run(protocol: Protocol = protocol) -> dict[str, Any]:
                 pl.seed_everything(config.seed, workers=True, verbose=False)
-                method = build_method(config, with_classes=False).eval()
-                options = self._options(protocol)
-                return evaluate_method(method, config, protocol, options)
+                method = build_method(
+                    config, with_classes=False, encoder_kwargs=drop_path
+                ).eval()
+                return evaluate_method(method, config, protocol, self.benchmark.linear)
 
             results[protocol] = self.evaluate(
                 FROM_SCRATCH, config, protocol, run, folder

@@ -10,6 +10,9 @@ top-``min(5, classes)``), and :func:`write_results` stores a result as JSON.
 - Linear probe: :func:`linear_probe` on features, :func:`linear_eval` from an
   encoder and datasets.
 - Fine-tune: :func:`finetune` with a :class:`FinetuneRecipe` (SimMIM's recipe).
+- A method or run folder with one protocol: :mod:`.protocol` (config-aware, so it is
+  imported on its own: ``from lightly_simmim.evaluation.protocol import
+  evaluate_run``).
 
 Example, kNN and linear probe of the fourth-last block, then a fine-tune::
 
@@ -21,21 +24,18 @@ Example, kNN and linear probe of the fourth-last block, then a fine-tune::
                      warmup_epochs=5), output_dir="runs/x")
 """
 
-from lightly_simmim.evaluation.features import extract_features
-from lightly_simmim.evaluation.finetune import (
-    EpochRecord,
-    FinetuneModule,
-    FinetuneRecipe,
-    FinetuneResult,
-    create_finetune_optimizer,
+from lightly_simmim.evaluation.classifier import (
     drop_path_rate,
-    finetune,
     resolve_layer_decay,
     timm_classifier,
 )
+from lightly_simmim.evaluation.features import extract_features
+from lightly_simmim.evaluation.finetune import FinetuneResult, finetune
+from lightly_simmim.evaluation.finetune_module import EpochRecord, FinetuneModule
 from lightly_simmim.evaluation.knn import knn_accuracy
 from lightly_simmim.evaluation.linear import linear_eval, linear_probe
 from lightly_simmim.evaluation.pooling import POOLINGS, FeatureExtractor, Pooling
+from lightly_simmim.evaluation.recipes import FinetuneRecipe, LinearRecipe, override
 from lightly_simmim.evaluation.results import write_results
 from lightly_simmim.evaluation.transforms import classification_transforms
 
@@ -46,15 +46,16 @@ __all__ = [
     "FinetuneModule",
     "FinetuneRecipe",
     "FinetuneResult",
+    "LinearRecipe",
     "Pooling",
     "classification_transforms",
-    "create_finetune_optimizer",
     "drop_path_rate",
     "extract_features",
     "finetune",
     "knn_accuracy",
     "linear_eval",
     "linear_probe",
+    "override",
     "resolve_layer_decay",
     "timm_classifier",
     "write_results",

@@ -17,25 +17,25 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any, Literal
+from dataclasses import asdict
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from lightly.utils.benchmarking.topk import mean_topk_accuracy
-from lightly.utils.lars import LARS
-from timm.scheduler import CosineLRScheduler
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from lightly_simmim.data import TransformedDataset
 from lightly_simmim.evaluation._rng import seeded
 from lightly_simmim.evaluation.features import extract_features
-from lightly_simmim.evaluation.pooling import Pooling
+from lightly_simmim.evaluation.recipes import LinearRecipe
 from lightly_simmim.evaluation.results import write_results
-
-ProbeOptimizer = Literal["sgd", "lars", "adamw"]
+from lightly_simmim.optim import create_optimizer
+from lightly_simmim.schedule import ScheduleSettings, create_scheduler
 
 _EVAL_CHUNK = 4096  # test features per forward pass, to bound memory
+_TIMM_OPTIMIZERS = {"sgd": "momentum"}
 
 
 def linear_probe(
@@ -44,14 +44,8 @@ def linear_probe(
     test_features: Tensor,
     test_labels: Tensor,
     num_classes: int,
+    recipe: LinearRecipe | None = None,
     *,
-    epochs: int = 90,
-    batch_size: int = 256,
-    lr: float = 0.1,
-    optimizer: ProbeOptimizer = "sgd",
-    momentum: float = 0.9,
-    weight_decay: float = 0.0,
-    warmup_epochs: float = 10.0,
     seed: int = 0,
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
@@ -59,13 +53,13 @@ def linear_probe(
 
     The classifier is ``Linear(BatchNorm1d(D, affine=False)(x))`` with the weight
     trunc-normal (std 0.01) and zero bias, trained with cross-entropy on shuffled
-    mini-batches. The learning rate warms up linearly from 0 over ``warmup_epochs``
-    and then follows a half cosine to 0, updated every step (timm's
-    ``CosineLRScheduler``). The batch norm keeps a cumulative average of the batch
-    statistics (the features are fixed, so there is no drift to track), which it
-    uses at test time. Defaults are MAE's linear-probe recipe (90 epochs, 10 warmup,
-    no weight decay; lr 0.1 at batch size 256), with SGD + momentum in place of
-    LARS at a small batch size.
+    mini-batches. The learning rate warms up linearly from 0 over the recipe's
+    warmup and then follows a half cosine to 0, updated every step
+    (:mod:`lightly_simmim.schedule`). The batch norm keeps a cumulative average of
+    the batch statistics (the features are fixed, so there is no drift to track),
+    which it uses at test time. Defaults are MAE's linear-probe recipe (90 epochs,
+    10 warmup, no weight decay; lr 0.1 at batch size 256), with SGD + momentum in
+    place of LARS at a small batch size.
 
     The run is deterministic for a given ``seed`` and device, and does not change
     the caller's global random state.
@@ -76,16 +70,9 @@ def linear_probe(
         test_features: (M, D) test features.
         test_labels: (M,) int labels in [0, num_classes).
         num_classes: Number of classes (>= 2).
-        epochs: Passes over the training features.
-        batch_size: Features per step (clipped to N). A last batch of a single
-            feature is skipped: batch norm needs two.
-        lr: Peak learning rate, used as given (scale it yourself with the batch
-            size, e.g. ``0.1 * batch_size / 256``).
-        optimizer: ``"sgd"`` (with momentum), ``"lars"`` (lightly's LARS, MAE's
-            choice for large batches) or ``"adamw"``.
-        momentum: Momentum of SGD / LARS (unused by AdamW).
-        weight_decay: Weight decay of the linear layer.
-        warmup_epochs: Epochs of linear warmup, ``0 <= warmup_epochs <= epochs``.
+        recipe: Epochs, batch size (clipped to N; a last batch of a single feature
+            is skipped: batch norm needs two), learning rate (used as given: scale
+            it yourself with the batch size), optimiser; None = the defaults.
         seed: Seed of the initialisation and the shuffling.
         device: Device to train on.
 
@@ -94,9 +81,10 @@ def linear_probe(
         top-``min(5, num_classes)`` (100 with fewer than 5 classes).
 
     Raises:
-        ValueError: On empty or mismatched inputs, labels out of range, or invalid
-            settings.
+        ValueError: On empty or mismatched inputs, labels out of range, or fewer
+            than two classes or training features.
     """
+    recipe = recipe or LinearRecipe()
     _check_features(train_features, train_labels, "train")
     _check_features(test_features, test_labels, "test")
     if train_features.shape[1] != test_features.shape[1]:
@@ -112,15 +100,6 @@ def linear_probe(
                 f"{name} labels must lie in [0, {num_classes}), got "
                 f"[{int(labels.min())}, {int(labels.max())}]."
             )
-    if epochs < 1 or batch_size < 1:
-        raise ValueError(
-            f"Need epochs >= 1 and batch_size >= 1, got {epochs}, {batch_size}."
-        )
-    if not 0 <= warmup_epochs <= epochs:
-        raise ValueError(
-            f"warmup_epochs must lie in [0, epochs={epochs}], got {warmup_epochs}; "
-            f"pass a smaller warmup_epochs for short schedules."
-        )
     if len(train_features) < 2:
         raise ValueError("The linear probe needs at least two training features.")
 
@@ -128,27 +107,36 @@ def linear_probe(
     x_train = train_features.detach().float().to(device)
     y_train = train_labels.detach().long().to(device)
     num_train, dim = x_train.shape
-    batch_size = min(batch_size, num_train)
+    batch_size = min(recipe.batch_size, num_train)
     # Batches of one feature are skipped (batch norm in training mode needs two).
     steps_per_epoch = num_train // batch_size + (num_train % batch_size > 1)
-    total_steps = epochs * steps_per_epoch
 
     with seeded(seed, device):
         head = _probe_head(dim, num_classes).to(device)
-        opt = _optimizer(head, optimizer, lr, momentum, weight_decay)
-        schedule = CosineLRScheduler(
+        opt = create_optimizer(
+            head,
+            # timm's "sgd" is Nesterov SGD; "momentum" is classical SGD + momentum.
+            optimizer=_TIMM_OPTIMIZERS.get(recipe.optimizer, recipe.optimizer),
+            lr=recipe.lr,
+            weight_decay=recipe.weight_decay,
+            momentum=recipe.momentum,
+        )
+        schedule = create_scheduler(
             opt,
-            t_initial=total_steps,
-            lr_min=0.0,
-            warmup_t=round(warmup_epochs * steps_per_epoch),
-            warmup_lr_init=0.0,
-            t_in_epochs=False,
+            ScheduleSettings(
+                name="cosine",
+                warmup_epochs=recipe.warmup,
+                warmup_lr=0.0,
+                min_lr=0.0,
+            ),
+            steps_per_epoch=steps_per_epoch,
+            total_steps=recipe.epochs * steps_per_epoch,
         )
         # Shuffle on the CPU generator: the order is then the same on every device.
         generator = torch.Generator().manual_seed(seed)
         head.train()
         step = 0
-        for _ in range(epochs):
+        for _ in range(recipe.epochs):
             order = torch.randperm(num_train, generator=generator).to(device)
             for start in range(0, num_train, batch_size):
                 index = order[start : start + batch_size]
@@ -169,28 +157,21 @@ def linear_eval(
     train_dataset: Dataset[tuple[Any, int]],
     test_dataset: Dataset[tuple[Any, int]],
     num_classes: int,
+    recipe: LinearRecipe | None = None,
     *,
     transform: Callable[[Any], Any] | None = None,
-    layer: int | None = None,
-    pooling: Pooling = "default",
     extract_batch_size: int = 256,
     num_workers: int = 0,
     device: torch.device | str = "cpu",
-    epochs: int = 90,
-    batch_size: int = 256,
-    lr: float = 0.1,
-    optimizer: ProbeOptimizer = "sgd",
-    momentum: float = 0.9,
-    weight_decay: float = 0.0,
-    warmup_epochs: float = 10.0,
     seed: int = 0,
     output_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, float]:
     """Linear probe of an encoder: extract frozen features, then :func:`linear_probe`.
 
     Features come from :func:`extract_features` with the encoder in eval mode and no
-    augmentation: each image passes ``transform`` (deterministic, e.g. the eval
-    transform of :func:`classification_transforms`) once.
+    augmentation, at the recipe's ``layer`` and ``pooling``: each image passes
+    ``transform`` (deterministic, e.g. the eval transform of
+    :func:`classification_transforms`) once.
 
     Args:
         encoder: A SimMIM encoder adapter, a timm model, or any module mapping
@@ -199,21 +180,12 @@ def linear_eval(
         train_dataset: ``(image, label)`` pairs the probe is trained on.
         test_dataset: ``(image, label)`` pairs it is evaluated on.
         num_classes: Number of classes.
+        recipe: The probe (see :class:`LinearRecipe`); None = the defaults.
         transform: Applied to each image; None if the datasets already yield
             (C, H, W) tensors the encoder accepts.
-        layer: Which layer's features (see :class:`FeatureExtractor`).
-        pooling: ``"default"``, ``"avg"`` or ``"cls"`` (see
-            :class:`FeatureExtractor`).
         extract_batch_size: Images per forward pass during extraction.
         num_workers: Data loader workers during extraction.
         device: Device for extraction and probe.
-        epochs: See :func:`linear_probe`.
-        batch_size: See :func:`linear_probe`.
-        lr: See :func:`linear_probe`.
-        optimizer: See :func:`linear_probe`.
-        momentum: See :func:`linear_probe`.
-        weight_decay: See :func:`linear_probe`.
-        warmup_epochs: See :func:`linear_probe`.
         seed: See :func:`linear_probe`.
         output_dir: If given, ``<output_dir>/linear.json`` gets the result and the
             settings (``{"top1", "top5", "settings": {...}}``).
@@ -224,6 +196,7 @@ def linear_eval(
     Raises:
         ValueError: See :func:`linear_probe` and :class:`FeatureExtractor`.
     """
+    recipe = recipe or LinearRecipe()
     encoder.to(device)
     features = []
     for dataset in (train_dataset, test_dataset):
@@ -234,39 +207,21 @@ def linear_eval(
             num_workers=num_workers,
         )
         features.append(
-            extract_features(encoder, loader, device, layer=layer, pooling=pooling)
+            extract_features(
+                encoder, loader, device, layer=recipe.layer, pooling=recipe.pooling
+            )
         )
     (train_x, train_y), (test_x, test_y) = features
     result = linear_probe(
-        train_x,
-        train_y,
-        test_x,
-        test_y,
-        num_classes,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        optimizer=optimizer,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        warmup_epochs=warmup_epochs,
-        seed=seed,
-        device=device,
+        train_x, train_y, test_x, test_y, num_classes, recipe, seed=seed, device=device
     )
     if output_dir is not None:
         settings = {
-            "layer": layer,
-            "pooling": pooling,
+            **asdict(recipe),
+            "warmup_epochs": recipe.warmup,
             "feature_dim": int(train_x.shape[1]),
             "num_train": len(train_x),
             "num_test": len(test_x),
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "lr": lr,
-            "optimizer": optimizer,
-            "momentum": momentum,
-            "weight_decay": weight_decay,
-            "warmup_epochs": warmup_epochs,
             "seed": seed,
         }
         write_results({**result, "settings": settings}, output_dir, "linear")
@@ -292,28 +247,6 @@ def _probe_head(dim: int, num_classes: int) -> nn.Sequential:
     nn.init.zeros_(linear.bias)
     # momentum=None: cumulative average of the batch statistics.
     return nn.Sequential(nn.BatchNorm1d(dim, affine=False, momentum=None), linear)
-
-
-def _optimizer(
-    head: nn.Module,
-    name: ProbeOptimizer,
-    lr: float,
-    momentum: float,
-    weight_decay: float,
-) -> torch.optim.Optimizer:
-    params = list(head.parameters())
-    if name == "sgd":
-        return torch.optim.SGD(
-            params, lr=lr, momentum=momentum, weight_decay=weight_decay
-        )
-    if name == "lars":
-        lars: torch.optim.Optimizer = LARS(
-            params, lr=lr, momentum=momentum, weight_decay=weight_decay
-        )
-        return lars
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"Unknown optimizer {name!r}; choose sgd, lars or adamw.")
 
 
 @torch.no_grad()

@@ -23,26 +23,26 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from lightly_simmim.encoders import create_timm_model
-from lightly_simmim.methods.base import (
-    ConvertChannels,
-    PretrainMethod,
-    timm_no_weight_decay,
-)
+from lightly_simmim.methods.base import PretrainMethod
+from lightly_simmim.methods.interface import ViewTransform
+from lightly_simmim.methods.optimization import timm_no_weight_decay
+from lightly_simmim.settings import Checked, setting
+from lightly_simmim.transforms import ConvertChannels
 
 
 @dataclass
-class BYOLSettings:
+class BYOLSettings(Checked):
     """BYOL's options; the defaults are the paper's."""
 
     #: Hidden width of the projection MLP.
-    projection_hidden_dim: int = 4096
+    projection_hidden_dim: int = setting(4096, ge=1)
     #: Output width of the projection (and of the prediction).
-    projection_dim: int = 256
+    projection_dim: int = setting(256, ge=1)
     #: Hidden width of the prediction MLP.
-    prediction_hidden_dim: int = 4096
+    prediction_hidden_dim: int = setting(4096, ge=1)
     #: Momentum of the target network at step 0; it rises to 1 on a cosine over
     #: the run.
-    momentum_base: float = 0.99
+    momentum_base: float = setting(0.99, ge=0, le=1)
 
 
 class BYOLMethod(PretrainMethod):
@@ -178,17 +178,10 @@ class BYOLMethod(PretrainMethod):
         update_momentum(self.backbone, self.backbone_momentum, m=momentum)
         update_momentum(self.projection_head, self.projection_head_momentum, m=momentum)
 
-    def default_transform(self) -> Callable[[Any], list[Tensor]]:
+    def _own_transform(self) -> ViewTransform:
         """lightly's ``BYOLTransform``: two asymmetric views (blur / solarisation)."""
-        transform = BYOLTransform(
-            view_1_transform=BYOLView1Transform(
-                input_size=self.input_size, normalize=self.normalize
-            ),
-            view_2_transform=BYOLView2Transform(
-                input_size=self.input_size, normalize=self.normalize
-            ),
-        )
-        return ConvertChannels(transform, self.in_chans)
+        transform = byol_transform(self.input_size, self.normalize)
+        return ConvertChannels(transform, self.in_chans)  # type: ignore[arg-type]
 
     def timm_encoder(self) -> nn.Module:
         """The online backbone (the network BYOL evaluates and keeps)."""
@@ -197,3 +190,29 @@ class BYOLMethod(PretrainMethod):
     def _no_weight_decay(self) -> set[str]:
         # 1-D parameters (norms, biases) are excluded by timm's factory already.
         return timm_no_weight_decay(self.backbone, "backbone.")
+
+
+def byol_transform(
+    input_size: int = 224, normalize: dict[str, list[float]] | None = None
+) -> BYOLTransform:
+    """lightly's ``BYOLTransform`` at ``input_size``: the ``byol`` transform plugin.
+
+    lightly's class takes its size per view; this gives it the ``(input_size=...,
+    normalize=...)`` constructor every ``lightly.transforms`` entry point has here.
+
+    Args:
+        input_size: Side of both views.
+        normalize: ``{"mean", "std"}``; None = lightly's default (ImageNet).
+
+    Returns:
+        The two-view transform.
+    """
+    if normalize is None:
+        return BYOLTransform(
+            view_1_transform=BYOLView1Transform(input_size=input_size),
+            view_2_transform=BYOLView2Transform(input_size=input_size),
+        )
+    return BYOLTransform(
+        view_1_transform=BYOLView1Transform(input_size=input_size, normalize=normalize),
+        view_2_transform=BYOLView2Transform(input_size=input_size, normalize=normalize),
+    )

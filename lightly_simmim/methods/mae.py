@@ -8,7 +8,6 @@ deprecated ``MAEDecoderTIMM``) decodes the full sequence with mask tokens, and
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,25 +23,25 @@ from torch import Tensor, nn
 
 from lightly_simmim.encoders import create_timm_model
 from lightly_simmim.encoders.base import prepare_timm_model, square_size
-from lightly_simmim.methods.base import (
-    ConvertChannels,
-    PretrainMethod,
-    timm_no_weight_decay,
-)
+from lightly_simmim.methods.base import PretrainMethod
+from lightly_simmim.methods.interface import Reconstruction, ViewTransform
+from lightly_simmim.methods.optimization import timm_no_weight_decay
+from lightly_simmim.settings import Checked, setting
+from lightly_simmim.transforms import ConvertChannels
 
 
 @dataclass
-class MAESettings:
+class MAESettings(Checked):
     """MAE's options; the defaults are the paper's (ViT-B/16 recipe)."""
 
     #: Fraction of patches removed from the encoder's input.
-    mask_ratio: float = 0.75
+    mask_ratio: float = setting(0.75, ge=0, lt=1)
     #: Width of the decoder tokens.
-    decoder_dim: int = 512
+    decoder_dim: int = setting(512, ge=1)
     #: Transformer blocks of the decoder.
-    decoder_depth: int = 8
+    decoder_depth: int = setting(8, ge=1)
     #: Attention heads of the decoder; must divide decoder_dim.
-    decoder_num_heads: int = 16
+    decoder_num_heads: int = setting(16, ge=1)
     #: Regress per-patch normalised pixels (mean 0, std 1 per patch): the target of
     #: MAE's best results (its default in the released training code).
     norm_pix_loss: bool = True
@@ -239,13 +238,13 @@ class MAEMethod(PretrainMethod):
         loss = (per_patch * weight).sum() / weight.sum()  # masked patches only
         return loss, None
 
-    def default_transform(self) -> Callable[[Any], list[Tensor]]:
+    def _own_transform(self) -> ViewTransform:
         """lightly's ``MAETransform``: crop (0.2-1), flip, normalise; one view."""
         transform = MAETransform(input_size=self.input_size, normalize=self.normalize)
         return ConvertChannels(transform, self.in_chans)
 
     @torch.no_grad()
-    def reconstruct_batch(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor] | None:
+    def reconstruct_batch(self, images: Tensor) -> Reconstruction | None:
         """MAE's prediction for images masked with a fixed-seed mask.
 
         With ``norm_pix_loss`` the predicted patches are mapped back with each

@@ -2,35 +2,43 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
 from lightly_simmim.encoders import from_timm
 from lightly_simmim.encoders.base import MaskedEncoder, TimmMaskedEncoder
+from lightly_simmim.heads import SimMIMPredictionHead
 from lightly_simmim.loss import SimMIMLoss
 from lightly_simmim.masking import SimMIMMaskGenerator
 from lightly_simmim.methods.base import PretrainMethod
+from lightly_simmim.methods.interface import Reconstruction, ViewTransform
 from lightly_simmim.model import SimMIM
+from lightly_simmim.settings import Checked, SettingError, setting
 from lightly_simmim.transforms import SimMIMTransform
 
 
 @dataclass
-class SimMIMSettings:
+class SimMIMSettings(Checked):
     """SimMIM's options; the defaults are the paper's."""
 
     #: Side in pixels of a masking cell (32 in the paper, for 192 / 224 px images).
-    mask_patch_size: int = 32
+    mask_patch_size: int = setting(32, ge=1)
     #: Fraction of cells masked per image.
-    mask_ratio: float = 0.6
+    mask_ratio: float = setting(0.6, ge=0, le=1)
     #: "l1" (the paper's) or "l2" reconstruction loss on masked pixels.
     loss_type: Literal["l1", "l2"] = "l1"
     #: Odd window for a per-pixel normalised target (47 in later official configs);
     #: None = raw normalised pixels, as in the paper.
-    norm_target_window: int | None = None
+    norm_target_window: int | None = setting(None, gt=1)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        window = self.norm_target_window
+        if window is not None and window % 2 == 0:
+            raise SettingError("norm_target_window", window, "must be odd")
 
 
 class SimMIMMethod(PretrainMethod):
@@ -55,6 +63,7 @@ class SimMIMMethod(PretrainMethod):
 
     Settings = SimMIMSettings
     settings: SimMIMSettings
+    pluggable: ClassVar[frozenset[str]] = frozenset({"head", "loss", "transform"})
 
     @classmethod
     def build_encoder(cls, name: str, kwargs: dict[str, Any]) -> nn.Module:
@@ -87,8 +96,20 @@ class SimMIMMethod(PretrainMethod):
                 f"input_size {self.input_size} must be a multiple of the encoder "
                 f"stride {encoder.encoder_stride}."
             )
-        loss = SimMIMLoss(settings.loss_type, settings.norm_target_window)
-        self.model = SimMIM(encoder, loss=loss)
+        # Heads and losses picked by entry point name (method.head / method.loss)
+        # follow the built-ins' constructors: the head takes the encoder's geometry,
+        # the loss no arguments (the built-in one takes the method's loss options).
+        head_cls = self.head_factory or SimMIMPredictionHead
+        head = head_cls(
+            in_channels=encoder.num_features,
+            encoder_stride=encoder.encoder_stride,
+            out_channels=encoder.in_chans,
+        )
+        if self.loss_factory is None:
+            loss = SimMIMLoss(settings.loss_type, settings.norm_target_window)
+        else:
+            loss = self.loss_factory()
+        self.model = SimMIM(encoder, head=head, loss=loss)
 
     def reseed_masks(self, step: int) -> None:
         """Restarts the mask streams for a run starting at ``step``."""
@@ -118,14 +139,14 @@ class SimMIMMethod(PretrainMethod):
         loss: Tensor = self.model(images, mask)
         return loss, None
 
-    def default_transform(self) -> Callable[[Any], list[Tensor]]:
+    def _own_transform(self) -> ViewTransform:
         """:class:`~lightly_simmim.SimMIMTransform`: crop (0.67-1), flip, normalise."""
         return SimMIMTransform(
             input_size=self.input_size, in_chans=self.in_chans, normalize=self.normalize
         )
 
     @torch.no_grad()
-    def reconstruct_batch(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor] | None:
+    def reconstruct_batch(self, images: Tensor) -> Reconstruction | None:
         """SimMIM's reconstruction of images masked with a fixed-seed mask.
 
         Args:

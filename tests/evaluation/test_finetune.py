@@ -18,12 +18,12 @@ from lightly_simmim.encoders import SIMMIM_VIT_KWARGS, from_timm
 from lightly_simmim.evaluation import (
     FinetuneModule,
     FinetuneRecipe,
-    create_finetune_optimizer,
     drop_path_rate,
     finetune,
     resolve_layer_decay,
     timm_classifier,
 )
+from lightly_simmim.optim import create_optimizer
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:.*does not have many workers:UserWarning",
@@ -126,15 +126,13 @@ def _expected_layer_ids(family: str, names: list[str]) -> tuple[dict[str, int], 
 
 
 @pytest.mark.parametrize("family", sorted(BUILD))
-def test_create_finetune_optimizer__layer_scales_match_decay_formula(
+def test_create_optimizer__layer_scales_match_decay_formula(
     family: str,
 ) -> None:
     decay = 0.7
     # Through the adapter, as finetune does: the wrapped timm model plus a new head.
     model = timm_classifier(from_timm(BUILD[family]()), num_classes=5)
-    optimizer = create_finetune_optimizer(
-        model, lr=1e-3, weight_decay=0.05, layer_decay=decay
-    )
+    optimizer = create_optimizer(model, lr=1e-3, weight_decay=0.05, layer_decay=decay)
     names = {id(p): n for n, p in model.named_parameters()}
     ids, last = _expected_layer_ids(family, list(names.values()))
     assert last >= 2  # the models have several blocks to decay over
@@ -164,10 +162,10 @@ def test_create_finetune_optimizer__layer_scales_match_decay_formula(
     assert head_scales == {1.0}
 
 
-def test_create_finetune_optimizer__no_layer_decay_is_one_scale() -> None:
+def test_create_optimizer__no_layer_decay_is_one_scale() -> None:
     model = timm_classifier(BUILD["vit"](), num_classes=3)
     for decay in (None, 1.0):
-        optimizer = create_finetune_optimizer(model, lr=1e-3, layer_decay=decay)
+        optimizer = create_optimizer(model, lr=1e-3, layer_decay=decay)
         assert all(g.get("lr_scale", 1.0) == 1.0 for g in optimizer.param_groups)
 
 
@@ -183,9 +181,23 @@ def test_resolve_layer_decay__auto_is_the_papers_per_family(
     assert resolve_layer_decay(encoder, 0.5) == 0.5
 
 
+class _StepRates(pl.Callback):
+    """The (lr, lr_scale) of every parameter group in effect at each optimiser step."""
+
+    def __init__(self) -> None:
+        self.steps: list[list[tuple[float, float]]] = []
+
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, module: pl.LightningModule, optimizer: object
+    ) -> None:
+        groups = trainer.optimizers[0].param_groups
+        self.steps.append([(g["lr"], g.get("lr_scale", 1.0)) for g in groups])
+
+
 def test_finetune_module__schedule_applies_layer_scales_per_step() -> None:
     recipe = FinetuneRecipe(epochs=2, warmup_epochs=1, batch_size=16, base_lr=0.1)
     module = FinetuneModule(timm_classifier(BUILD["vit"](), 4), 4, recipe)
+    rates = _StepRates()
     trainer = pl.Trainer(
         max_epochs=2,
         accelerator="cpu",
@@ -193,20 +205,29 @@ def test_finetune_module__schedule_applies_layer_scales_per_step() -> None:
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
+        callbacks=[rates],
     )
     loader = DataLoader(_color_task(64), batch_size=16)  # 4 steps per epoch
     trainer.fit(module, loader, loader)
-    # Written out: lr = base * 16 / 512; 4 warmup steps of 8; the last step (t = 7)
-    # is on the cosine from lr to min_lr over all 8 steps.
-    lr, min_lr = 0.1 * 16 / 512, 2.5e-7 * 16 / 512
-    head_lr = min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * 7 / 8))
+    # Written out: lr = base * 16 / 512; 4 warmup steps (from warmup_lr) of 8 in
+    # all, then the cosine from lr to min_lr over all 8 steps, warmup inside.
+    lr, low = 0.1 * 16 / 512, 2.5e-7 * 16 / 512
+
+    def expected(step: int) -> float:
+        if step < 4:
+            return low + (lr - low) * step / 4
+        return low + 0.5 * (lr - low) * (1 + math.cos(math.pi * step / 8))
+
+    assert len(rates.steps) == 8
+    for step, groups in enumerate(rates.steps):
+        # Every group gets the head's rate times base x decay^(L - layer).
+        for group_lr, scale in groups:
+            assert group_lr == pytest.approx(expected(step) * scale), step
+    head_lr = expected(7)
     groups = trainer.optimizers[0].param_groups
-    assert max(g["lr"] for g in groups) == pytest.approx(head_lr)
-    for group in groups:
-        assert group["lr"] == pytest.approx(head_lr * group["lr_scale"])
     # Patch embedding: two blocks and the head above it.
     assert min(g["lr_scale"] for g in groups) == pytest.approx(0.65**3)
-    assert module.history[1]["lr"] == pytest.approx(head_lr)
+    assert module.history[1]["lr"] == pytest.approx(head_lr)  # the last step's
     assert set(module.history) == {0, 1}
 
 

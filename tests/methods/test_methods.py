@@ -10,6 +10,7 @@ import dataclasses
 import math
 import re
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -21,8 +22,11 @@ from pytorch_lightning.callbacks import Callback
 from torch import nn
 
 from lightly_simmim import registry
-from lightly_simmim.config import ConfigError, OptimConfig, ScheduleConfig, from_dict
-from lightly_simmim.methods import PretrainMethod
+from lightly_simmim.config import ConfigError, from_dict
+from lightly_simmim.methods import Method, PretrainMethod
+from lightly_simmim.optim import OptimizerSettings
+from lightly_simmim.schedule import ScheduleSettings
+from lightly_simmim.settings import SettingError
 from lightly_simmim.transforms import EvalTransform
 
 pytestmark = pytest.mark.filterwarnings(
@@ -105,11 +109,9 @@ def _build(
     name: str,
     *,
     num_classes: int | None = NUM_CLASSES,
-    optim: OptimConfig | None = None,
-    schedule: ScheduleConfig | None = None,
-    global_batch_size: int = BATCH,
-    steps_per_epoch: int = 2,
-    epochs: int = 1,
+    optim: OptimizerSettings | None = None,
+    schedule: ScheduleSettings | None = None,
+    batch_size: int = BATCH,
     seed: int = 0,
     **options: Any,
 ) -> PretrainMethod:
@@ -120,16 +122,14 @@ def _build(
     method: PretrainMethod = cls(
         cls.build_encoder(encoder_name, dict(encoder_kwargs)),
         settings,
-        optim or OptimConfig(),
-        schedule or ScheduleConfig(),
         input_size=INPUT_SIZE,
         in_chans=1,
+        batch_size_per_device=batch_size,
         mean=MEAN,
         std=STD,
         num_classes=num_classes,
-        global_batch_size=global_batch_size,
-        steps_per_epoch=steps_per_epoch,
-        epochs=epochs,
+        optimizer=optim,
+        schedule=schedule,
         seed=seed,
     )
     return method
@@ -160,11 +160,17 @@ class _PILDataset(torch.utils.data.Dataset[tuple[list[torch.Tensor], int]]):
 
 
 class _Recorder(Callback):
-    """Losses of every step, and the parameters without a gradient after backward."""
+    """Losses and rates of every step, and the parameters without a gradient."""
 
     def __init__(self) -> None:
         self.losses: list[float] = []
+        self.rates: list[list[float]] = []
         self.no_grad: set[str] = set()
+
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any
+    ) -> None:
+        self.rates.append([group["lr"] for group in optimizer.param_groups])
 
     def on_after_backward(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule
@@ -186,22 +192,35 @@ class _Recorder(Callback):
         self.losses.append(float(outputs["loss"]))
 
 
-def _fit(method: PretrainMethod, labels: list[int]) -> _Recorder:
-    loader = torch.utils.data.DataLoader(
-        _PILDataset(method.default_transform(), labels), batch_size=BATCH
-    )
-    recorder = _Recorder()
-    trainer = pl.Trainer(
-        max_steps=2,
+def _trainer(callbacks: list[Callback], **kwargs: Any) -> pl.Trainer:
+    return pl.Trainer(
         accelerator="cpu",
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[recorder],
+        callbacks=callbacks,
+        **kwargs,
+    )
+
+
+def _fit(method: PretrainMethod, labels: list[int], **trainer_kwargs: Any) -> _Recorder:
+    loader = torch.utils.data.DataLoader(
+        _PILDataset(method.default_transform(), labels), batch_size=BATCH
+    )
+    recorder = _Recorder()
+    _trainer([recorder], **({"max_steps": 2} | trainer_kwargs)).fit(method, loader)
+    return recorder
+
+
+def _optimizer_of(method: PretrainMethod) -> torch.optim.Optimizer:
+    """The optimiser a method configures, after one step on a Trainer."""
+    trainer = _trainer([], max_steps=1)
+    loader = torch.utils.data.DataLoader(
+        _PILDataset(method.default_transform(), [0] * BATCH), batch_size=BATCH
     )
     trainer.fit(method, loader)
-    return recorder
+    return trainer.optimizers[0]
 
 
 def test_methods__builtins_registered() -> None:
@@ -214,7 +233,7 @@ def test_methods__builtins_registered() -> None:
 def test_method__two_trainer_steps_update_every_parameter(name: str) -> None:
     torch.manual_seed(0)
     # Constant rate without warmup so every update is visible after two steps.
-    method = _build(name, schedule=ScheduleConfig(name="constant", warmup_epochs=0))
+    method = _build(name, schedule=ScheduleSettings(name="constant", warmup_epochs=0))
     before = {n: p.detach().clone() for n, p in method.named_parameters()}
 
     recorder = _fit(method, labels=[i % NUM_CLASSES for i in range(2 * BATCH)])
@@ -294,9 +313,9 @@ def test_method__reconstruct_batch(name: str) -> None:
 @pytest.mark.parametrize("name", METHODS)
 def test_method__weight_decay_groups(name: str) -> None:
     spec = _spec(name)
-    optim = OptimConfig(weight_decay=0.05)
+    optim = OptimizerSettings(weight_decay=0.05)
     method = _build(name, optim=optim)
-    optimizer = method.configure_optimizers()["optimizer"]
+    optimizer = _optimizer_of(method)
     params = dict(method.named_parameters())
     decay_of = {
         id(p): group["weight_decay"]
@@ -315,64 +334,58 @@ def test_method__weight_decay_groups(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", METHODS)
-def test_method__cosine_schedule_with_warmup_and_batch_scaling(name: str) -> None:
-    base_lr, base_batch, global_batch = 1e-3, 256, 1024
-    warmup_lr, min_lr = 1e-6, 1e-5
-    steps_per_epoch, epochs, warmup_epochs = 10, 5, 1.5
+def test_method__schedule_and_batch_scaling_come_from_the_trainer(name: str) -> None:
+    base_lr, base_batch, warmup_lr, min_lr = 1e-3, 2, 1e-6, 1e-5
     method = _build(
         name,
-        optim=OptimConfig(base_lr=base_lr, base_batch_size=base_batch),
-        schedule=ScheduleConfig(
-            name="cosine",
-            warmup_epochs=warmup_epochs,
-            warmup_lr=warmup_lr,
-            min_lr=min_lr,
+        optim=OptimizerSettings(base_lr=base_lr, base_batch_size=base_batch),
+        schedule=ScheduleSettings(
+            name="cosine", warmup_epochs=1.5, warmup_lr=warmup_lr, min_lr=min_lr
         ),
-        global_batch_size=global_batch,
-        steps_per_epoch=steps_per_epoch,
-        epochs=epochs,
     )
-    config = method.configure_optimizers()
-    optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
-    assert config["lr_scheduler"]["interval"] == "step"
+    labels = [i % NUM_CLASSES for i in range(4 * BATCH)]  # 4 batches per epoch
+    # 2 batches per optimiser step: 2 steps per epoch, 6 in 3 epochs, 3 of warmup.
+    recorder = _fit(
+        method, labels, max_epochs=3, max_steps=-1, accumulate_grad_batches=2
+    )
+    assert method.global_batch_size == BATCH * 1 * 2  # per device x devices x acc.
+    peak = base_lr * method.global_batch_size / base_batch
+    assert method.learning_rate == pytest.approx(peak)
+    assert (method.steps_per_epoch, method.total_steps) == (2, 6)
 
-    # The formulas, written out: linear scaling, linear warmup, cosine to min_lr.
-    peak = base_lr * global_batch / base_batch  # 4e-3
-    warmup, total = 15, 50
-
+    # The formulas, written out: linear warmup, then cosine to min_lr over the rest.
     def expected(step: int) -> float:
-        if step < warmup:
-            return warmup_lr + (peak - warmup_lr) * step / warmup
-        progress = (step - warmup) / (total - warmup)
-        return min_lr + 0.5 * (peak - min_lr) * (1 + math.cos(math.pi * progress))
+        if step < 3:
+            return warmup_lr + (peak - warmup_lr) * step / 3
+        return min_lr + 0.5 * (peak - min_lr) * (1 + math.cos(math.pi * (step - 3) / 3))
 
-    seen = {}
-    for step in range(total + 1):
-        seen[step] = [group["lr"] for group in optimizer.param_groups]
-        optimizer.step()  # no gradients: a no-op that keeps the scheduler quiet
-        scheduler.step()
-    assert seen[0][0] == pytest.approx(warmup_lr)
-    assert seen[warmup][0] == pytest.approx(peak)
-    assert seen[total][0] == pytest.approx(min_lr)
-    for step in (0, 7, warmup, 32, total):
-        assert seen[step] == pytest.approx([expected(step)] * len(seen[step]))
+    # Lightning logs a rate per accumulated batch; one per optimiser step counts.
+    per_step = recorder.rates
+    assert len(per_step) == 6
+    for step, rates in enumerate(per_step):
+        assert rates == pytest.approx([expected(step)] * len(rates)), step
 
 
 def test_method__multistep_and_constant_schedules() -> None:
-    schedule = ScheduleConfig(
+    labels = [0] * (10 * BATCH)  # 10 steps per epoch
+    schedule = ScheduleSettings(
         name="multistep", warmup_epochs=0, milestones=[2, 4], gamma=0.5
     )
-    method = _build("simmim", schedule=schedule, steps_per_epoch=10, epochs=6)
-    peak = OptimConfig().base_lr * BATCH / OptimConfig().base_batch_size
-    lr = method.lr_schedule().lr
-    assert lr(0) == pytest.approx(peak)
-    assert lr(19) == pytest.approx(peak)
-    assert lr(20) == pytest.approx(peak * 0.5)
-    assert lr(40) == pytest.approx(peak * 0.25)
-    constant = _build("simmim", schedule=ScheduleConfig(name="constant"))
-    warmup = constant.steps_per_epoch  # warmup_epochs defaults to 1
-    assert constant.lr_schedule().lr(warmup) == pytest.approx(peak)
-    assert constant.lr_schedule().lr(10**6) == pytest.approx(peak)
+    method = _build("simmim", schedule=schedule)
+    rates = _fit(method, labels, max_epochs=5, max_steps=-1).rates
+    peak = OptimizerSettings().base_lr * BATCH / OptimizerSettings().base_batch_size
+    head = [step[0] for step in rates]
+    assert head[0] == pytest.approx(peak) and head[19] == pytest.approx(peak)
+    assert head[20] == pytest.approx(peak * 0.5) and head[39] == pytest.approx(
+        peak * 0.5
+    )
+    assert head[40] == pytest.approx(peak * 0.25)
+    constant = _build("simmim", schedule=ScheduleSettings(name="constant"))
+    head = [
+        step[0] for step in _fit(constant, labels, max_epochs=2, max_steps=-1).rates
+    ]
+    assert head[10:] == pytest.approx([peak] * 10)  # after one epoch of warmup
+    assert head[0] == pytest.approx(ScheduleSettings().warmup_lr)
 
 
 @pytest.mark.parametrize("name", METHODS)
@@ -418,7 +431,7 @@ def test_method__unknown_setting_names_nearest_key(name: str) -> None:
     [
         ({"mask_patch_size": 12}, "input_size .* multiple of mask_patch_size \\(12\\)"),
         ({"mask_patch_size": 4}, "mask_patch_size \\(4\\) must be a multiple of"),
-        ({"mask_ratio": 1.5}, "mask_ratio must be in \\[0, 1\\], got 1.5"),
+        ({"mask_ratio": 1.5}, "'method.mask_ratio' = 1.5 must be in \\[0, 1\\]"),
     ],
 )
 def test_simmim__impossible_mask_settings_raise(
@@ -429,7 +442,9 @@ def test_simmim__impossible_mask_settings_raise(
 
 
 def test_mae__impossible_settings_raise() -> None:
-    with pytest.raises(ValueError, match=re.escape("mask_ratio=1.0 keeps 0 of 16")):
+    with pytest.raises(ValueError, match=re.escape("mask_ratio=0.99 keeps 0 of 16")):
+        _build("mae", mask_ratio=0.99)
+    with pytest.raises(ConfigError, match=re.escape("'method.mask_ratio' = 1.0 must")):
         _build("mae", mask_ratio=1.0)
     with pytest.raises(
         ValueError, match=r"decoder_dim \(16\) .* decoder_num_heads \(3\)"
@@ -472,37 +487,57 @@ def test_method__resumed_run_does_not_replay_the_first_masks() -> None:
 
 def test_byol__momentum_rises_from_base_to_one() -> None:
     method = _build("byol", momentum_base=0.9)
-    assert method.momentum == pytest.approx(0.9)  # type: ignore[attr-defined]
-    with pytest.raises(ValueError, match="momentum_base must be in \\[0, 1\\]"):
+    labels = [0] * (3 * BATCH)
+    _fit(method, labels, max_epochs=1, max_steps=-1)  # the schedule is 3 steps long
+    assert method.total_steps == 3
+    # lightly's cosine_schedule from 0.9 at step 0 to 1.0 at the last step (2).
+    assert method.momentum == pytest.approx(1.0)  # type: ignore[attr-defined]
+    for step in (0, 1):
+        expected = 1.0 - 0.1 * (math.cos(math.pi * step / 2) + 1) / 2
+        with mock.patch.object(
+            type(method), "global_step", new_callable=mock.PropertyMock
+        ) as global_step:
+            global_step.return_value = step
+            assert method.momentum == pytest.approx(expected)  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match=r"'method.momentum_base' = 1.5 must be in"):
         _build("byol", momentum_base=1.5)
 
 
 def test_byol__lars_from_timm() -> None:
-    method = _build("byol", optim=OptimConfig(optimizer="lars", weight_decay=1.5e-6))
-    optimizer = method.configure_optimizers()["optimizer"]
+    optim = OptimizerSettings(optimizer="lars", weight_decay=1.5e-6)
+    optimizer = _optimizer_of(_build("byol", optim=optim))
     assert type(optimizer).__name__ == "Lars"
 
 
 def test_method__bad_shared_arguments_raise() -> None:
-    with pytest.raises(ValueError, match="not a timm optimiser"):
-        _build("simmim", optim=OptimConfig(optimizer="adamx"))
+    with pytest.raises(SettingError, match="'optimizer' = 'adamx' must be a timm"):
+        OptimizerSettings(optimizer="adamx")
     cls = registry.get("methods", "simmim")
     encoder = cls.build_encoder(*TINY["simmim"]["encoder"])
     kwargs: dict[str, Any] = {
         "input_size": INPUT_SIZE,
         "in_chans": 1,
-        "num_classes": None,
-        "global_batch_size": BATCH,
-        "steps_per_epoch": 1,
-        "epochs": 1,
+        "batch_size_per_device": BATCH,
     }
-    args = (encoder, None, OptimConfig(), ScheduleConfig())
     with pytest.raises(ValueError, match="ImageNet statistics, which have 3 channels"):
-        cls(*args, mean=None, std=None, **kwargs)
+        cls(encoder, None, mean=None, std=None, **kwargs)
     with pytest.raises(ValueError, match="in_chans=1; give one value per channel"):
-        cls(*args, mean=[0.5] * 3, std=[0.5] * 3, **kwargs)
+        cls(encoder, None, mean=[0.5] * 3, std=[0.5] * 3, **kwargs)
     with pytest.raises(TypeError, match="settings of type SimMIMSettings"):
-        cls(encoder, {"mask_ratio": 0.5}, *args[2:], mean=MEAN, std=STD, **kwargs)
+        cls(encoder, {"mask_ratio": 0.5}, mean=MEAN, std=STD, **kwargs)
+    with pytest.raises(ValueError, match="has no pluggable head"):
+        registry.get("methods", "mae")(
+            registry.get("methods", "mae").build_encoder(*TINY["mae"]["encoder"]),
+            head=nn.Identity,
+            mean=MEAN,
+            std=STD,
+            **kwargs,
+        )
+
+
+def test_method__every_builtin_is_a_method() -> None:
+    for name in ("simmim", "mae", "byol"):
+        assert isinstance(_build(name), Method)
 
 
 def test_method__imagenet_statistics_for_rgb() -> None:
@@ -511,16 +546,9 @@ def test_method__imagenet_statistics_for_rgb() -> None:
     method = cls(
         encoder,
         cls.Settings(decoder_dim=16, decoder_depth=1, decoder_num_heads=2),
-        OptimConfig(),
-        ScheduleConfig(),
         input_size=INPUT_SIZE,
         in_chans=3,
-        mean=None,
-        std=None,
-        num_classes=None,
-        global_batch_size=BATCH,
-        steps_per_epoch=1,
-        epochs=1,
+        batch_size_per_device=BATCH,
     )
     assert method.mean == pytest.approx([0.485, 0.456, 0.406])
     views = method.default_transform()(_images(1)[0])  # grayscale PIL -> RGB

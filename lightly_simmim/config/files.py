@@ -1,0 +1,130 @@
+"""Config files: shipped configs by name, YAML in, the resolved config out."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lightly_simmim.atomic import atomic_write
+from lightly_simmim.config.parse import (
+    ConfigError,
+    apply_overrides,
+    from_dict,
+    method_section,
+)
+from lightly_simmim.config.schema import Config
+
+__all__ = [
+    "dump_config",
+    "load_config",
+    "read_yaml",
+    "resolve_config_path",
+    "shipped_configs",
+    "to_dict",
+]
+
+
+def load_config(
+    path: str | Path | None = None, overrides: Sequence[str] = ()
+) -> Config:
+    """Reads a YAML config, applies overrides and checks every key.
+
+    Args:
+        path: A YAML file, or the name of a shipped config (see
+            :func:`shipped_configs`); None = typed defaults only.
+        overrides: ``section.key=value`` strings, applied after the file.
+
+    Returns:
+        The checked :class:`Config`.
+
+    Raises:
+        ConfigError: On a missing file, invalid YAML, unknown keys, wrong types or
+            values out of range.
+    """
+    values: dict[str, Any] = {}
+    if path is not None:
+        values = read_yaml(resolve_config_path(path))
+    return config_from_values(apply_overrides(values, overrides))
+
+
+def config_from_values(values: dict[str, Any]) -> Config:
+    """A :class:`Config` from nested dicts as written in YAML (method options inline).
+
+    Raises:
+        ConfigError: As :func:`load_config`.
+    """
+    values = dict(values)
+    if "method" in values:
+        values["method"] = method_section(values["method"])
+    return from_dict(Config, values)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Parses a YAML mapping with ``yaml.safe_load``.
+
+    Raises:
+        ConfigError: If the file cannot be read, is not YAML or not a mapping.
+    """
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from error
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"Cannot read config {str(path)!r}: {error}.") from error
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections, got {loaded!r}.")
+    return loaded
+
+
+def shipped_configs() -> dict[str, Path]:
+    """Config name -> path of the YAML files shipped in ``lightly_simmim/configs``."""
+    folder = resources.files("lightly_simmim") / "configs"
+    if not folder.is_dir():
+        return {}
+    return {
+        Path(entry.name).stem: Path(str(entry))
+        for entry in folder.iterdir()
+        if entry.name.endswith(".yaml")
+    }
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """A file path as given, or the path of a shipped config of that name.
+
+    Raises:
+        ConfigError: If neither exists.
+    """
+    candidate = Path(path)
+    if candidate.is_file():
+        return candidate
+    shipped = shipped_configs()
+    if str(path) in shipped:
+        return shipped[str(path)]
+    raise ConfigError(
+        f"Config '{path}' is neither a file nor a shipped config. Shipped configs: "
+        f"{', '.join(sorted(shipped))}."
+    )
+
+
+def to_dict(config: Config) -> dict[str, Any]:
+    """The config as plain nested dicts, the method options inlined into ``method``."""
+    values = dataclasses.asdict(config)
+    method = values.pop("method")
+    options = method.pop("options")
+    unset = [key for key, value in method.items() if value is None]
+    for key in unset:  # head / loss / transform left to the method
+        method.pop(key)
+    return {"method": {**method, **options}, **values}
+
+
+def dump_config(config: Config, path: str | Path) -> Path:
+    """Writes the resolved config as YAML (atomically) and returns the path."""
+    text = yaml.safe_dump(to_dict(config), sort_keys=False)
+    return atomic_write(path, text.encode("utf-8"))

@@ -1,0 +1,128 @@
+"""The optimiser every method and evaluation shares: timm's factory, linear LR scaling.
+
+- :func:`scaled_lr` is the one linear scaling rule, ``base_lr * global_batch /
+  base_batch_size``, used by pretraining, fine-tuning and the linear probe alike.
+- :func:`create_optimizer` goes through ``timm.optim.create_optimizer_v2``, which puts
+  1-D parameters, biases and the model's ``no_weight_decay()`` names in a group
+  without weight decay and, with ``layer_decay``, stores each layer's ``lr_scale`` in
+  its parameter group (applied by timm's schedulers: :mod:`lightly_simmim.schedule`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import timm.optim
+import torch
+from torch import nn
+
+from lightly_simmim.settings import Checked, SettingError, setting
+
+__all__ = ["OptimizerSettings", "check_optimizer_name", "create_optimizer", "scaled_lr"]
+
+
+def scaled_lr(base_lr: float, global_batch_size: int, base_batch_size: int) -> float:
+    """The linear scaling rule: ``base_lr * global_batch_size / base_batch_size``.
+
+    Args:
+        base_lr: The learning rate at ``base_batch_size`` images per step.
+        global_batch_size: Images per optimiser step over all devices, nodes and
+            accumulated batches.
+        base_batch_size: The batch size ``base_lr`` is given for (512 in SimMIM).
+
+    Returns:
+        The learning rate for ``global_batch_size``.
+    """
+    return base_lr * global_batch_size / base_batch_size
+
+
+def check_optimizer_name(name: str) -> None:
+    """Raises SettingError if ``name`` is not an optimiser timm's factory knows."""
+    try:
+        timm.optim.get_optimizer_info(name.lower().split("_")[-1])
+    except ValueError:
+        known = ", ".join(str(n) for n in timm.optim.list_optimizers())
+        raise SettingError(
+            "optimizer", name, f"must be a timm optimiser name (one of {known})"
+        ) from None
+
+
+@dataclass
+class OptimizerSettings(Checked):
+    """Optimiser of a pretraining run; the learning rate follows the global batch.
+
+    Attributes:
+        optimizer: A timm optimiser name (``adamw``, ``lars``, ``sgd``, ...).
+        base_lr: Learning rate at ``base_batch_size`` images per step; the run uses
+            ``base_lr * global_batch / base_batch_size`` (global = per-device batch x
+            devices x nodes x accumulated batches).
+        base_batch_size: The batch size ``base_lr`` is given for.
+        weight_decay: Weight decay (none on 1-D parameters, biases, mask tokens and
+            position tables).
+        betas: Adam betas (optimisers that take them).
+        eps: Adam epsilon (optimisers that take it).
+        momentum: Momentum (SGD, LARS, ...).
+        clip_grad: Gradient norm clipping of the model's own parameters; None = off.
+    """
+
+    optimizer: str = "adamw"
+    base_lr: float = setting(1.5e-3, gt=0)
+    base_batch_size: int = setting(512, ge=1)
+    weight_decay: float = setting(0.05, ge=0)
+    betas: list[float] = setting(default_factory=lambda: [0.9, 0.999], ge=0, lt=1)
+    eps: float = setting(1e-8, gt=0)
+    momentum: float = setting(0.9, ge=0, le=1)
+    clip_grad: float | None = setting(5.0, gt=0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if len(self.betas) != 2:
+            raise SettingError("betas", self.betas, "must be two numbers")
+        check_optimizer_name(self.optimizer)
+
+
+def create_optimizer(
+    model: nn.Module,
+    *,
+    optimizer: str = "adamw",
+    lr: float,
+    weight_decay: float = 0.05,
+    betas: tuple[float, float] | list[float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    momentum: float = 0.9,
+    layer_decay: float | None = None,
+) -> torch.optim.Optimizer:
+    """A timm optimiser over ``model``'s trainable parameters.
+
+    ``betas`` / ``eps`` / ``momentum`` go only to optimisers that take them, so any
+    timm name works. Frozen parameters (momentum encoders, fixed position tables) are
+    left out by timm's factory.
+
+    Args:
+        model: The module to optimise; its ``no_weight_decay()`` names (if any) get no
+            weight decay, nor do 1-D parameters and biases.
+        optimizer: A timm optimiser name.
+        lr: The learning rate (of the undecayed layers, with ``layer_decay``).
+        weight_decay: Weight decay of the other parameters.
+        betas: Adam betas.
+        eps: Adam epsilon.
+        momentum: Momentum of SGD-like optimisers.
+        layer_decay: Layer-wise learning-rate decay in (0, 1) through the model's
+            ``group_matcher``; None or 1.0 for none.
+
+    Returns:
+        The optimiser.
+    """
+    decay = None if layer_decay is None or layer_decay == 1.0 else layer_decay
+    created: torch.optim.Optimizer = timm.optim.create_optimizer_v2(
+        model,
+        opt=optimizer,
+        lr=lr,
+        weight_decay=weight_decay,
+        layer_decay=decay,
+        # timm passes these only to the optimisers that take them.
+        momentum=momentum,
+        betas=tuple(betas),
+        eps=eps,
+    )
+    return created

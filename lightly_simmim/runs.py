@@ -1,0 +1,170 @@
+"""Run folders: where a run lives, and rebuilding a trained method from one.
+
+A run folder ``output_dir/name`` (``name`` defaults to the method name) holds::
+
+    config.yaml              the resolved config (the source of truth for --resume)
+    checkpoints/last.ckpt    refreshed every epoch and every N steps (atomic writes)
+    checkpoints/epoch=NNN.ckpt
+    reconstructions/epoch_NNN.png, final.png   (masked-image methods)
+    logs/csv/version_K/metrics.csv             (K counts starts: 0, then resumes)
+    logs/tensorboard/version_K/                (if tensorboard is installed)
+    metrics.json             kNN accuracy, wall time and peak memory at the end
+    eval/<protocol>.json     results of `lightly-simmim evaluate`
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from lightly_simmim.build import build_method
+from lightly_simmim.checkpoints import CHECKPOINT_DIR, LAST_CHECKPOINT, load_checkpoint
+from lightly_simmim.config import Config, ConfigError, load_config
+from lightly_simmim.methods import PretrainMethod
+
+__all__ = [
+    "NothingToResumeError",
+    "find_run",
+    "load_config_for_resume",
+    "load_run",
+    "run_dir",
+]
+
+
+class NothingToResumeError(FileNotFoundError):
+    """``--resume`` was asked for a run folder without a checkpoint."""
+
+
+def run_dir(config: Config) -> Path:
+    """The run folder of a config: ``output_dir / (name or method name)``."""
+    return Path(config.output_dir) / (config.name or config.method.name)
+
+
+def find_run(run_or_checkpoint: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """The run folder and checkpoint file meant by a run folder or checkpoint path.
+
+    A folder means ``<folder>/checkpoints/last.ckpt``; a file is taken as the
+    checkpoint, and its run folder is the nearest parent holding ``config.yaml``.
+
+    Args:
+        run_or_checkpoint: A run folder (``output_dir/name``) or a ``.ckpt`` file.
+
+    Returns:
+        ``(run folder, checkpoint file)``.
+
+    Raises:
+        FileNotFoundError: The path, the run's ``config.yaml`` or its checkpoint does
+            not exist; the message says what a run folder holds.
+    """
+    path = Path(run_or_checkpoint)
+    layout = (
+        "A run folder (written by `lightly-simmim pretrain`) holds config.yaml and "
+        f"{CHECKPOINT_DIR}/{LAST_CHECKPOINT}."
+    )
+    if path.is_dir():
+        run = path
+        checkpoint = path / CHECKPOINT_DIR / LAST_CHECKPOINT
+    elif path.is_file():
+        checkpoint = path
+        parents = [p for p in path.parents if (p / "config.yaml").is_file()][:1]
+        if not parents:
+            raise FileNotFoundError(
+                f"No config.yaml in any folder above checkpoint {str(path)!r}, so the "
+                f"model it belongs to is unknown. {layout}"
+            )
+        run = parents[0]
+    else:
+        raise FileNotFoundError(
+            f"{str(path)!r} is neither a run folder nor a checkpoint file. {layout}"
+        )
+    if not (run / "config.yaml").is_file():
+        raise FileNotFoundError(f"{str(run)!r} has no config.yaml. {layout}")
+    if not checkpoint.is_file():
+        raise FileNotFoundError(
+            f"{str(run)!r} has no checkpoint {CHECKPOINT_DIR}/{LAST_CHECKPOINT} (was "
+            f"the run stopped before its first checkpoint?). {layout}"
+        )
+    return run, checkpoint
+
+
+def load_run(
+    run_or_checkpoint: str | os.PathLike[str],
+    overrides: Sequence[str] = (),
+    *,
+    config: Config | None = None,
+    encoder_kwargs: Mapping[str, Any] | None = None,
+) -> tuple[Config, PretrainMethod, Path, Path]:
+    """Rebuilds a trained method from a run folder or one of its checkpoints.
+
+    The model is rebuilt from the run's ``config.yaml`` (or ``config``) and the
+    checkpoint's ``state_dict`` is loaded into it strictly, with
+    ``weights_only=True``.
+
+    Args:
+        run_or_checkpoint: A run folder (its ``checkpoints/last.ckpt`` is used) or a
+            checkpoint file inside a run folder.
+        overrides: ``section.key=value`` strings applied to ``config.yaml`` (say a
+            moved ``data.root``).
+        config: Use this resolved config instead of reading ``config.yaml`` (the
+            benchmark's, whose pretraining sections are the run's).
+        encoder_kwargs: Extra ``timm.create_model`` arguments without parameters of
+            their own (a fine-tune's ``drop_path_rate``).
+
+    Returns:
+        ``(config, method in eval mode on CPU, run folder, checkpoint file)``.
+
+    Raises:
+        FileNotFoundError: No run folder / config / checkpoint there.
+        CheckpointError: The checkpoint is corrupt or not weights-only.
+        ConfigError: The config is invalid, or the checkpoint does not fit it.
+    """
+    folder, checkpoint_path = find_run(run_or_checkpoint)
+    if config is None:
+        config = load_config(folder / "config.yaml", overrides)
+    state = load_checkpoint(checkpoint_path)["state_dict"]
+    # Without the online classifier: its size would come from the dataset, whose
+    # root export and evaluation should not depend on.
+    method = build_method(config, with_classes=False, encoder_kwargs=encoder_kwargs)
+    missing, unexpected = method.load_state_dict(state, strict=False)
+    if missing:
+        raise ConfigError(
+            f"Checkpoint {str(checkpoint_path)!r} does not fit the model of "
+            f"{str(folder / 'config.yaml')!r}: missing {', '.join(missing[:5])}"
+            f"{' ...' if len(missing) > 5 else ''}."
+        )
+    # The online classifier (a training-time probe) is not rebuilt; its weights are
+    # the only ones allowed to be left over.
+    stray = [key for key in unexpected if not key.startswith("online_classifier.")]
+    if stray:
+        raise ConfigError(
+            f"Checkpoint {str(checkpoint_path)!r} does not fit the model of "
+            f"{str(folder / 'config.yaml')!r}: unexpected {', '.join(stray[:5])}"
+            f"{' ...' if len(stray) > 5 else ''}."
+        )
+    method.eval()
+    return config, method, folder, checkpoint_path
+
+
+def load_config_for_resume(
+    folder: str | os.PathLike[str], overrides: Sequence[str] = ()
+) -> Config:
+    """The config of a run folder for ``--resume``, with overrides applied.
+
+    The run folder and name are taken from where the folder is now, so a moved run
+    folder resumes in place.
+
+    Raises:
+        NothingToResumeError: ``folder`` is not a run folder.
+    """
+    path = Path(folder)
+    if not (path / "config.yaml").is_file():
+        raise NothingToResumeError(
+            f"Nothing to resume in {str(path)!r}: it has no config.yaml (a run folder "
+            "written by `lightly-simmim pretrain` holds config.yaml and "
+            f"{CHECKPOINT_DIR}/{LAST_CHECKPOINT})."
+        )
+    config = load_config(path / "config.yaml", overrides)
+    return replace(config, output_dir=str(path.parent), name=path.name)
