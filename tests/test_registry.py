@@ -1,18 +1,16 @@
 """Tests for lightly_simmim.registry: discovery, loading, errors, caching.
 
-Third-party plugins are real (if tiny) distributions: a ``*.dist-info`` folder with
-``METADATA`` and ``entry_points.txt`` plus a module, written into ``tmp_path`` and put
-on ``sys.path``, so discovery goes through ``importlib.metadata`` exactly as it does for
-an installed package.
+Third-party plugins are real (if tiny) distributions installed by the
+``install_plugin`` fixture, so discovery goes through ``importlib.metadata`` exactly as
+it does for an installed package.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import sys
-import textwrap
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -26,31 +24,8 @@ from lightly_simmim.registry import (
     UnknownComponentError,
 )
 
-# install(dist_name, entry_points_txt, {module_name: source}) -> None
-Installer = Callable[[str, str, dict[str, str]], None]
-
-
-@pytest.fixture
-def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Installer]:
-    """Writes fake distributions into ``tmp_path``; forgets them (and their modules)."""
-    monkeypatch.syspath_prepend(str(tmp_path))
-    modules_before = set(sys.modules)
-
-    def _install(dist: str, entry_points_txt: str, modules: dict[str, str]) -> None:
-        info = tmp_path / f"{dist.replace('-', '_')}-1.0.dist-info"
-        info.mkdir()
-        (info / "METADATA").write_text(
-            f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n"
-        )
-        (info / "entry_points.txt").write_text(textwrap.dedent(entry_points_txt))
-        for module, source in modules.items():
-            (tmp_path / f"{module}.py").write_text(textwrap.dedent(source))
-        registry.refresh()
-
-    yield _install
-    for module in set(sys.modules) - modules_before:
-        del sys.modules[module]
-    registry.refresh()
+# install_plugin(distribution, entry_points_txt, {module: source}) -> site folder
+Installer = Callable[[str, str, dict[str, str]], Path]
 
 
 GOOD_MODULE = """
@@ -92,8 +67,8 @@ def test_list_names__own_heads_losses_transforms() -> None:
 # Third-party distributions.
 
 
-def test_get__fake_third_party_distribution(install: Installer) -> None:
-    install(
+def test_get__fake_third_party_distribution(install_plugin: Installer) -> None:
+    install_plugin(
         "fake-plugin",
         "[lightly.losses]\nfake = fake_plugin_mod:FakeLoss\n",
         {"fake_plugin_mod": "class FakeLoss:\n    pass\n"},
@@ -108,8 +83,8 @@ def test_get__fake_third_party_distribution(install: Installer) -> None:
     assert registry.items("losses")["fake"] is loss_cls
 
 
-def test_list_names__fake_third_party_distribution(install: Installer) -> None:
-    install(
+def test_list_names__fake_third_party_distribution(install_plugin: Installer) -> None:
+    install_plugin(
         "fake-plugin",
         "[lightly.heads]\nfake = fake_plugin_mod:Thing\n",
         {"fake_plugin_mod": GOOD_MODULE},
@@ -117,8 +92,8 @@ def test_list_names__fake_third_party_distribution(install: Installer) -> None:
     assert "fake" in registry.list_names("heads")
 
 
-def test_get__imports_only_the_requested_plugin(install: Installer) -> None:
-    install(
+def test_get__imports_only_the_requested_plugin(install_plugin: Installer) -> None:
+    install_plugin(
         "fake-plugin",
         "[lightly.heads]\na = fake_mod_a:Thing\nb = fake_mod_b:Thing\n",
         {"fake_mod_a": GOOD_MODULE, "fake_mod_b": GOOD_MODULE},
@@ -128,8 +103,8 @@ def test_get__imports_only_the_requested_plugin(install: Installer) -> None:
     assert "fake_mod_b" not in sys.modules
 
 
-def test_get__loaded_object_is_cached(install: Installer) -> None:
-    install(
+def test_get__loaded_object_is_cached(install_plugin: Installer) -> None:
+    install_plugin(
         "fake-plugin",
         "[lightly.heads]\na = fake_mod_a:Thing\n",
         {"fake_mod_a": GOOD_MODULE},
@@ -144,8 +119,8 @@ def test_get__loaded_object_is_cached(install: Installer) -> None:
 
 
 @pytest.fixture
-def broken(install: Installer) -> None:
-    install(
+def broken(install_plugin: Installer) -> None:
+    install_plugin(
         "broken-plugin",
         """
         [lightly.heads]
@@ -271,9 +246,9 @@ def test_entry_points__short_and_full_group_names_agree() -> None:
 
 
 def test_list_names__discovery_is_cached_until_refresh(
-    install: Installer, monkeypatch: pytest.MonkeyPatch
+    install_plugin: Installer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    install(
+    install_plugin(
         "fake-plugin",
         "[lightly.heads]\na = fake_mod_a:Thing\n",
         {"fake_mod_a": GOOD_MODULE},
@@ -298,15 +273,15 @@ def test_list_names__discovery_is_cached_until_refresh(
     assert len(calls) == 2
 
 
-def test_refresh__new_distribution_appears(install: Installer, tmp_path: Path) -> None:
-    install(
+def test_refresh__new_distribution_appears(install_plugin: Installer) -> None:
+    site = install_plugin(
         "first-plugin",
         "[lightly.heads]\nearly = fake_mod_a:Thing\n",
         {"fake_mod_a": GOOD_MODULE},
     )
     assert "early" in registry.entry_points("heads")
     # Installed behind the registry's back (no refresh): the cached discovery misses it.
-    info = tmp_path / "late_plugin-1.0.dist-info"
+    info = site / "late_plugin-1.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: late-plugin\n")
     (info / "entry_points.txt").write_text("[lightly.heads]\nlate = fake_mod_a:Thing\n")
@@ -319,14 +294,14 @@ def test_refresh__new_distribution_appears(install: Installer, tmp_path: Path) -
 
 
 def test_entry_points__duplicate_name_across_distributions_warns(
-    install: Installer,
+    install_plugin: Installer,
 ) -> None:
-    install(
+    install_plugin(
         "zzz-plugin",
         "[lightly.heads]\ndup = fake_mod_z:Thing\n",
         {"fake_mod_z": GOOD_MODULE},
     )
-    install(
+    install_plugin(
         "aaa-plugin",
         "[lightly.heads]\ndup = fake_mod_a:Thing\n",
         {"fake_mod_a": GOOD_MODULE},
@@ -342,8 +317,10 @@ def test_entry_points__duplicate_name_across_distributions_warns(
     assert registry.get("heads", "dup").__module__ == "fake_mod_a"
 
 
-def test_entry_points__duplicate_of_own_name_keeps_own(install: Installer) -> None:
-    install(
+def test_entry_points__duplicate_of_own_name_keeps_own(
+    install_plugin: Installer,
+) -> None:
+    install_plugin(
         "aaa-plugin",
         "[lightly.losses]\nsimmim = fake_mod_a:Thing\n",
         {"fake_mod_a": GOOD_MODULE},

@@ -6,7 +6,7 @@ import json
 import math
 import shutil
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,20 +26,12 @@ ROWS = {
 }
 
 
-def _benchmark(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "lightly_simmim.cli", "benchmark", *args],
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        check=False,
-    )
-
-
 @pytest.mark.slow
-def test_benchmark__smoke_config_end_to_end_then_resumes(tmp_path: Path) -> None:
-    args = ("--config", str(SMOKE), "--output-dir", str(tmp_path))
-    result = _benchmark(*args)
+def test_benchmark__smoke_config_end_to_end_then_resumes(
+    tmp_path: Path, run_cli: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    args = ("benchmark", "--config", str(SMOKE), "--output-dir", str(tmp_path))
+    result = run_cli(*args, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     payload = json.loads((tmp_path / "results.json").read_text())
@@ -74,7 +66,7 @@ def test_benchmark__smoke_config_end_to_end_then_resumes(tmp_path: Path) -> None
     # after its last checkpoint (no metrics.json yet), which resumes.
     shutil.rmtree(tmp_path / "runs" / "mae" / "eval")
     (tmp_path / "runs" / "mae" / "metrics.json").unlink()
-    again = _benchmark(*args)
+    again = run_cli(*args, timeout=1200)
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("already pretrained") == 3
     assert "[benchmark] mae: resuming" in again.stdout

@@ -1,10 +1,11 @@
-"""Fixtures of the data tests: no network, and real files written into tmp_path."""
+"""Fixtures of the data tests: real files written into tmp_path.
+
+(No network: the suite-wide ``_no_network`` guard of ``tests/conftest.py``.)"""
 
 from __future__ import annotations
 
 import gzip
 import io
-import socket
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -17,16 +18,6 @@ from PIL import Image
 PngWriter = Callable[..., None]
 # fake_mnist(folder, n_train=20, n_test=8, compress=True) -> {"train": (x, y), ...}
 MnistWriter = Callable[..., dict[str, tuple[np.ndarray, np.ndarray]]]
-
-
-@pytest.fixture(autouse=True)
-def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Nothing here may reach the network: any connection attempt fails loudly.
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError("network access attempted in a test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 def idx_bytes(array: np.ndarray, type_code: int = 0x08) -> bytes:

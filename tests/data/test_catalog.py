@@ -1,18 +1,16 @@
 """Tests for lightly_simmim.data.catalog: datasets by name through entry points.
 
-Third-party datasets are real (if tiny) distributions: a ``*.dist-info`` folder with
-``METADATA`` and ``entry_points.txt`` plus a module, written into ``tmp_path`` and put
-on ``sys.path``, so discovery goes through ``importlib.metadata`` as it does for an
-installed package.
+Third-party datasets are real (if tiny) distributions installed by the
+``install_plugin`` fixture, so discovery goes through ``importlib.metadata`` as it does
+for an installed package.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
-import textwrap
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -43,8 +41,8 @@ OWN = {
 }
 NEEDS_ROOT = sorted(OWN - {"fashion-mnist-embedded"})
 
-# install(entry_points_txt, {module_name: source}) -> None
-Installer = Callable[[str, dict[str, str]], None]
+# install_plugin(distribution, entry_points_txt, {module: source}) -> site folder
+Installer = Callable[[str, str, dict[str, str]], Path]
 
 # A plugin as its author would write it: a function builder, described by its
 # docstring, with no num_classes; its dataset records what the builder was given.
@@ -93,31 +91,9 @@ not_a_builder = 42
 
 
 @pytest.fixture
-def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Installer]:
-    """Writes one fake distribution into ``tmp_path``; forgets it afterwards."""
-    monkeypatch.syspath_prepend(str(tmp_path))
-    modules_before = set(sys.modules)
-
-    def _install(entry_points_txt: str, modules: dict[str, str]) -> None:
-        info = tmp_path / "toy_datasets-1.0.dist-info"
-        info.mkdir()
-        (info / "METADATA").write_text(
-            "Metadata-Version: 2.1\nName: toy-datasets\nVersion: 1.0\n"
-        )
-        (info / "entry_points.txt").write_text(textwrap.dedent(entry_points_txt))
-        for module, source in modules.items():
-            (tmp_path / f"{module}.py").write_text(source)
-        registry.refresh()
-
-    yield _install
-    for module in set(sys.modules) - modules_before:
-        del sys.modules[module]
-    registry.refresh()
-
-
-@pytest.fixture
-def toy_plugin(install: Installer) -> None:
-    install(
+def toy_plugin(install_plugin: Installer) -> None:
+    install_plugin(
+        "toy-datasets",
         """
         [lightly.datasets]
         toy-shapes = toy_datasets_mod:toy_shapes

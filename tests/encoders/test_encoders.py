@@ -2,21 +2,21 @@
 
 Every encoder family registered by this package in the ``lightly.encoders`` entry
 points runs the same contract tests on a tiny CPU model (32 px, depth 1-2, widths
-8-32); a new family only needs an entry in ``TINY_MODELS``.
+8-32): the ``tiny_timm_model`` fixture of ``tests/conftest.py``, where a new family
+needs an entry.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
-import timm
 import torch
 from torch import Tensor, nn
 
 from lightly_simmim import registry
 from lightly_simmim.encoders import (
-    SIMMIM_VIT_KWARGS,
     BEiTEncoder,
     ConvNeXtEncoder,
     MaskedEncoder,
@@ -32,78 +32,17 @@ from lightly_simmim.encoders import (
 from lightly_simmim.masking import SimMIMMaskGenerator
 
 ImgSize = tuple[int, int]
-Builder = Callable[[ImgSize, int], nn.Module]
+# tiny_timm_model(family, *, img_size=32, in_chans=3, **overrides) -> timm model
+TinyModel = Callable[..., nn.Module]
+# tiny_timm_kwargs(family, *, img_size=32, in_chans=3, **overrides) -> (name, kwargs)
+TinyKwargs = Callable[..., tuple[str, dict[str, Any]]]
+# make_encoder(family, size=(32, 32), in_chans=None) -> MaskedEncoder
+MakeEncoder = Callable[..., MaskedEncoder]
 
-# Tiny timm models, one per registered family: (img_size, in_chans) -> model.
-TINY_MODELS: dict[str, Builder] = {
-    # Class token plus a register token: two prefix tokens to drop.
-    "vit": lambda size, chans: timm.create_model(
-        "vit_tiny_patch16_224",
-        img_size=size,
-        in_chans=chans,
-        patch_size=8,
-        embed_dim=16,
-        depth=1,
-        num_heads=2,
-        reg_tokens=1,
-        num_classes=0,
-    ),
-    # DeiT distilled: class and distillation tokens.
-    "deit": lambda size, chans: timm.create_model(
-        "deit_tiny_distilled_patch16_224",
-        img_size=size,
-        in_chans=chans,
-        patch_size=8,
-        embed_dim=16,
-        depth=1,
-        num_heads=2,
-        num_classes=0,
-    ),
-    # The paper's ViT: shared relative position bias, layer scale, no abs. pos. emb.
-    "beit": lambda size, chans: timm.create_model(
-        "beit_base_patch16_224",
-        img_size=size,
-        in_chans=chans,
-        patch_size=8,
-        embed_dim=16,
-        depth=2,
-        num_heads=2,
-        num_classes=0,
-        **SIMMIM_VIT_KWARGS,
-    ),
-    "swin": lambda size, chans: timm.create_model(
-        "swin_tiny_patch4_window7_224",
-        img_size=size,
-        in_chans=chans,
-        embed_dim=16,
-        depths=(1, 1),
-        num_heads=(1, 2),
-        window_size=4,
-        num_classes=0,
-    ),
-    "swinv2": lambda size, chans: timm.create_model(
-        "swinv2_tiny_window8_256",
-        img_size=size,
-        in_chans=chans,
-        embed_dim=16,
-        depths=(1, 1),
-        num_heads=(1, 2),
-        window_size=4,
-        num_classes=0,
-    ),
-    # ConvNeXt takes any input size.
-    "convnext": lambda size, chans: timm.create_model(
-        "convnext_atto",
-        in_chans=chans,
-        dims=(8, 16, 16, 16),
-        depths=(1, 1, 1, 1),
-        num_classes=0,
-    ),
-}
-
-# Tiny overrides for from_timm by name.
-_VIT_KW = {"embed_dim": 16, "depth": 1, "num_heads": 2}
-_SWIN_KW = {"embed_dim": 8, "depths": (1, 1), "num_heads": (1, 1)}
+# Beyond the shared tiny models (conftest.py): a register token besides the class
+# token, so the ViT adapter has two prefix tokens to drop (DeiT distilled has its
+# distillation token).
+EXTRA = {"vit": {"reg_tokens": 1}}
 
 # Input channels used by the single-configuration tests: both cases are covered.
 IN_CHANS = {"vit": 3, "deit": 1, "beit": 3, "swin": 1, "swinv2": 3, "convnext": 1}
@@ -125,22 +64,34 @@ OWN_FAMILIES = sorted(
 FAMILIES = registry.list_names("encoders")
 
 
-def _build(
-    family: str, size: ImgSize = (32, 32), in_chans: int | None = None
-) -> nn.Module:
-    if family not in TINY_MODELS:
-        if family in OWN_FAMILIES:
-            pytest.fail(f"Add a tiny model for encoder family {family!r}.")
-        pytest.skip(f"{family!r} is a third-party plugin without a tiny test model.")
-    chans = IN_CHANS.get(family, 3) if in_chans is None else in_chans
-    torch.manual_seed(0)
-    return TINY_MODELS[family](size, chans).eval()
+@pytest.fixture
+def build(tiny_timm_model: TinyModel) -> TinyModel:
+    """``(family, size=(32, 32), in_chans=None) -> tiny timm model`` in eval mode,
+    seeded; ``in_chans`` None is the family's in ``IN_CHANS``."""
+
+    def create(
+        family: str, size: ImgSize = (32, 32), in_chans: int | None = None
+    ) -> nn.Module:
+        chans = IN_CHANS.get(family, 3) if in_chans is None else in_chans
+        torch.manual_seed(0)
+        model = tiny_timm_model(
+            family, img_size=size, in_chans=chans, **EXTRA.get(family, {})
+        )
+        return model.eval()
+
+    return create
 
 
-def _encoder(
-    family: str, size: ImgSize = (32, 32), in_chans: int | None = None
-) -> MaskedEncoder:
-    return from_timm(_build(family, size, in_chans)).eval()
+@pytest.fixture
+def make_encoder(build: TinyModel) -> MakeEncoder:
+    """``(family, size=(32, 32), in_chans=None) -> from_timm(build(...))``, eval."""
+
+    def create(
+        family: str, size: ImgSize = (32, 32), in_chans: int | None = None
+    ) -> MaskedEncoder:
+        return from_timm(build(family, size, in_chans)).eval()
+
+    return create
 
 
 def _mask(encoder: MaskedEncoder, batch: int, size: ImgSize, seed: int = 0) -> Tensor:
@@ -167,15 +118,18 @@ def _timm_features_to_map(family: str, model: nn.Module, features: Tensor) -> Te
     return tokens.transpose(1, 2).reshape(tokens.shape[0], -1, side, side)
 
 
-def test_registry__every_own_family_has_a_tiny_model() -> None:
-    assert set(OWN_FAMILIES) <= set(TINY_MODELS)
+def test_registry__every_own_family_has_a_tiny_model(build: TinyModel) -> None:
     assert set(OWN_FAMILIES) <= set(FAMILIES)  # all of them import
+    for family in OWN_FAMILIES:
+        assert isinstance(build(family), nn.Module)  # fails the test if missing
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("in_chans", [1, 3])
-def test_forward_masked__feature_map_shape(family: str, in_chans: int) -> None:
-    encoder = _encoder(family, in_chans=in_chans)
+def test_forward_masked__feature_map_shape(
+    family: str, in_chans: int, make_encoder: MakeEncoder
+) -> None:
+    encoder = make_encoder(family, in_chans=in_chans)
     images = torch.randn(2, in_chans, 32, 32)
     mask = _mask(encoder, 2, (32, 32))
     # The generator's mask covers the whole token grid.
@@ -188,15 +142,17 @@ def test_forward_masked__feature_map_shape(family: str, in_chans: int) -> None:
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_forward__pooled_shape(family: str) -> None:
-    encoder = _encoder(family)
+def test_forward__pooled_shape(family: str, make_encoder: MakeEncoder) -> None:
+    encoder = make_encoder(family)
     pooled = encoder(torch.randn(2, encoder.in_chans, 32, 32))
     assert pooled.shape == (2, encoder.num_features)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_forward_masked__no_mask_matches_timm_forward_features(family: str) -> None:
-    encoder = _encoder(family)
+def test_forward_masked__no_mask_matches_timm_forward_features(
+    family: str, make_encoder: MakeEncoder
+) -> None:
+    encoder = make_encoder(family)
     assert isinstance(encoder, TimmMaskedEncoder)
     model = encoder.timm_model
     images = torch.randn(2, encoder.in_chans, 32, 32)
@@ -211,8 +167,10 @@ def test_forward_masked__no_mask_matches_timm_forward_features(family: str) -> N
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_backward__reaches_every_parameter(family: str) -> None:
-    encoder = _encoder(family).train()
+def test_backward__reaches_every_parameter(
+    family: str, make_encoder: MakeEncoder
+) -> None:
+    encoder = make_encoder(family).train()
     images = torch.randn(2, encoder.in_chans, 32, 32)
     mask = _mask(encoder, 2, (32, 32))
     assert mask.any()
@@ -233,8 +191,10 @@ def test_backward__reaches_every_parameter(family: str) -> None:
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_forward_masked__masked_pixels_do_not_matter(family: str) -> None:
-    encoder = _encoder(family)
+def test_forward_masked__masked_pixels_do_not_matter(
+    family: str, make_encoder: MakeEncoder
+) -> None:
+    encoder = make_encoder(family)
     images = torch.randn(2, encoder.in_chans, 32, 32)
     mask = _mask(encoder, 2, (32, 32))
     pixels = _pixel_mask(mask, encoder.patch_size)  # (B, 1, H, W)
@@ -248,8 +208,10 @@ def test_forward_masked__masked_pixels_do_not_matter(family: str) -> None:
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_forward_masked__unmasked_pixel_matters(family: str) -> None:
-    encoder = _encoder(family)
+def test_forward_masked__unmasked_pixel_matters(
+    family: str, make_encoder: MakeEncoder
+) -> None:
+    encoder = make_encoder(family)
     images = torch.randn(2, encoder.in_chans, 32, 32)
     mask = _mask(encoder, 2, (32, 32))
     pixels = _pixel_mask(mask, encoder.patch_size)
@@ -264,8 +226,10 @@ def test_forward_masked__unmasked_pixel_matters(family: str) -> None:
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_forward_masked__wrong_inputs_raise(family: str) -> None:
-    encoder = _encoder(family)
+def test_forward_masked__wrong_inputs_raise(
+    family: str, make_encoder: MakeEncoder
+) -> None:
+    encoder = make_encoder(family)
     images = torch.randn(2, encoder.in_chans, 32, 32)
     grid = 32 // encoder.patch_size
     with pytest.raises(ValueError, match="model_patch_size"):
@@ -277,8 +241,10 @@ def test_forward_masked__wrong_inputs_raise(family: str) -> None:
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_no_weight_decay__names_are_parameters(family: str) -> None:
-    encoder = _encoder(family)
+def test_no_weight_decay__names_are_parameters(
+    family: str, make_encoder: MakeEncoder
+) -> None:
+    encoder = make_encoder(family)
     names = encoder.no_weight_decay()
     params = dict(encoder.named_parameters(remove_duplicate=False))
     assert "mask_token" in names
@@ -298,9 +264,11 @@ def test_no_weight_decay__names_are_parameters(family: str) -> None:
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_forward_masked__non_square_images(family: str) -> None:
+def test_forward_masked__non_square_images(
+    family: str, make_encoder: MakeEncoder
+) -> None:
     # Fixed-size models are built for the non-square size (see the adapters' docs).
-    encoder = _encoder(family, size=(32, 64))
+    encoder = make_encoder(family, size=(32, 64))
     images = torch.randn(2, encoder.in_chans, 32, 64)
     mask = _mask(encoder, 2, (32, 64))
     out = encoder.forward_masked(images, mask)
@@ -310,8 +278,8 @@ def test_forward_masked__non_square_images(family: str) -> None:
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_adapter_for__picks_the_family_adapter(family: str) -> None:
-    model = _build(family)
+def test_adapter_for__picks_the_family_adapter(family: str, build: TinyModel) -> None:
+    model = build(family)
     expected = EXPECTED_ADAPTER.get(family)
     if expected is None:
         pytest.skip(f"no expected adapter for third-party family {family!r}")
@@ -321,10 +289,8 @@ def test_adapter_for__picks_the_family_adapter(family: str) -> None:
     assert not [cls for cls in others if cls.supports(model)]
 
 
-def test_from_timm__instance_is_wrapped_not_copied() -> None:
-    model = timm.create_model(
-        "vit_tiny_patch16_224", img_size=32, patch_size=8, num_classes=10, **_VIT_KW
-    )
+def test_from_timm__instance_is_wrapped_not_copied(tiny_timm_model: TinyModel) -> None:
+    model = tiny_timm_model("vit", num_classes=10)
     before = {k: v.clone() for k, v in model.state_dict().items() if "head" not in k}
     encoder = from_timm(model)
     assert isinstance(encoder, ViTEncoder)
@@ -338,22 +304,11 @@ def test_from_timm__instance_is_wrapped_not_copied() -> None:
         torch.testing.assert_close(after[key], value, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize(
-    ("name", "kwargs", "adapter"),
-    [
-        ("vit_tiny_patch16_224", _VIT_KW, ViTEncoder),
-        ("deit_tiny_distilled_patch16_224", _VIT_KW, ViTEncoder),
-        ("beit_base_patch16_224", _VIT_KW, BEiTEncoder),
-        ("swin_tiny_patch4_window7_224", _SWIN_KW, SwinEncoder),
-        ("swinv2_tiny_window8_256", _SWIN_KW, SwinV2Encoder),
-        ("convnext_atto", {"dims": (8,) * 4, "depths": (1,) * 4}, ConvNeXtEncoder),
-    ],
-)
-def test_from_timm__by_name(
-    name: str, kwargs: dict[str, object], adapter: type[MaskedEncoder]
-) -> None:
-    encoder = from_timm(name, in_chans=1, **kwargs)
-    assert type(encoder) is adapter
+@pytest.mark.parametrize("family", sorted(EXPECTED_ADAPTER))
+def test_from_timm__by_name(family: str, tiny_timm_kwargs: TinyKwargs) -> None:
+    name, kwargs = tiny_timm_kwargs(family, in_chans=1)
+    encoder = from_timm(name, **kwargs)
+    assert type(encoder) is EXPECTED_ADAPTER[family]
     assert encoder.in_chans == 1
     assert getattr(encoder.timm_model, "num_classes", None) == 0
 
@@ -388,15 +343,19 @@ def test_resolve_timm_name__registered_and_derived_names(
     assert resolve_timm_name(name) == (base, overrides)
 
 
-def test_from_timm__derived_window_name_builds_that_model() -> None:
-    encoder = from_timm("swin_tiny_patch4_window6_192", **_SWIN_KW)
+def test_from_timm__derived_window_name_builds_that_model(
+    tiny_timm_kwargs: TinyKwargs,
+) -> None:
+    # Tiny widths; image and window size are the name's.
+    _, kwargs = tiny_timm_kwargs("swin", img_size=None, window_size=None)
+    encoder = from_timm("swin_tiny_patch4_window6_192", **kwargs)
     model = encoder.timm_model
     assert isinstance(encoder, SwinEncoder)
     assert tuple(model.patch_embed.img_size) == (192, 192)
     assert tuple(model.layers[0].blocks[0].window_size) == (6, 6)
     mask = torch.zeros(1, 48, 48, dtype=torch.bool)
     out = encoder.forward_masked(torch.randn(1, 3, 192, 192), mask)
-    assert out.shape == (1, 16, 24, 24)
+    assert out.shape == (1, encoder.num_features, 24, 24)  # two stages: stride 8
 
 
 def test_from_timm__unknown_name_raises() -> None:
@@ -411,28 +370,30 @@ def test_from_timm__conflicting_size_kwarg_raises() -> None:
         from_timm("swin_tiny_patch4_window6_192", img_size=224)
 
 
-def test_from_timm__kwargs_with_an_instance_raise() -> None:
-    model = _build("convnext")
+def test_from_timm__kwargs_with_an_instance_raise(
+    build: TinyModel,
+) -> None:
+    model = build("convnext")
     with pytest.raises(ValueError, match="in_chans"):
         from_timm(model, in_chans=1)
 
 
-def test_from_timm__unsupported_model_lists_families() -> None:
-    model = timm.create_model("resnet18", num_classes=0)
+def test_from_timm__unsupported_model_lists_families(
+    tiny_timm_model: TinyModel,
+) -> None:
+    model = tiny_timm_model("resnet")
     with pytest.raises(ValueError, match="ResNet") as info:
         from_timm(model)
     for family in OWN_FAMILIES:
         assert family in str(info.value)
 
 
-def test_vit_encoder__dynamic_img_size_square_only() -> None:
-    encoder = from_timm(
-        "vit_tiny_patch16_224",
-        img_size=32,
-        patch_size=8,
-        dynamic_img_size=True,
-        **_VIT_KW,
-    )
+def test_vit_encoder__dynamic_img_size_square_only(
+    tiny_timm_kwargs: TinyKwargs,
+) -> None:
+    name, kwargs = tiny_timm_kwargs("vit", dynamic_img_size=True)  # 8 px patches
+    encoder = from_timm(name, **kwargs)
+    assert encoder.num_features == 16
     images = torch.randn(1, 3, 64, 64)
     out = encoder.forward_masked(images, torch.ones(1, 8, 8).bool())
     assert out.shape == (1, 16, 8, 8)
@@ -448,24 +409,23 @@ def test_vit_encoder__dynamic_img_size_square_only() -> None:
 
 
 @pytest.mark.parametrize("family", ["vit", "beit", "swin"])
-def test_forward_masked__fixed_size_model_rejects_other_sizes(family: str) -> None:
-    encoder = _encoder(family)
+def test_forward_masked__fixed_size_model_rejects_other_sizes(
+    family: str, make_encoder: MakeEncoder
+) -> None:
+    encoder = make_encoder(family)
     with pytest.raises(ValueError, match="img_size"):
         encoder.forward_masked(torch.randn(1, encoder.in_chans, 64, 64))
 
 
-def test_swin_encoder__dynamic_img_size_any_multiple_of_stride() -> None:
-    encoder = from_timm(
-        "swin_tiny_patch4_window7_224",
-        img_size=32,
-        window_size=4,
-        dynamic_img_size=True,
-        **_SWIN_KW,
-    )
+def test_swin_encoder__dynamic_img_size_any_multiple_of_stride(
+    tiny_timm_kwargs: TinyKwargs,
+) -> None:
+    name, kwargs = tiny_timm_kwargs("swin", dynamic_img_size=True)  # built for 32
+    encoder = from_timm(name, **kwargs)
     out = encoder.forward_masked(
         torch.randn(1, 3, 48, 64), torch.ones(1, 12, 16).bool()
     )
-    assert out.shape == (1, 16, 6, 8)
+    assert out.shape == (1, encoder.num_features, 6, 8)  # stride 8
 
 
 def test_simmim_vit__builds_the_paper_architecture() -> None:
@@ -481,8 +441,10 @@ def test_simmim_vit__builds_the_paper_architecture() -> None:
 
 
 @pytest.mark.parametrize("family", ["vit", "beit", "swin", "convnext"])
-def test_set_grad_checkpointing__same_output_and_gradients(family: str) -> None:
-    encoder = _encoder(family)
+def test_set_grad_checkpointing__same_output_and_gradients(
+    family: str, make_encoder: MakeEncoder
+) -> None:
+    encoder = make_encoder(family)
     assert isinstance(encoder, TimmMaskedEncoder)
     images = torch.randn(2, encoder.in_chans, 32, 32)
     mask = _mask(encoder, 2, (32, 32))

@@ -1,80 +1,54 @@
 """Tests for layer / pooling selection of frozen features (FeatureExtractor)."""
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
-import timm
 import torch
 from torch import nn
 
-from lightly_simmim.encoders import SIMMIM_VIT_KWARGS, TimmMaskedEncoder, from_timm
+from lightly_simmim.encoders import TimmMaskedEncoder, from_timm
 from lightly_simmim.evaluation import FeatureExtractor, extract_features
 
-# Tiny encoders, one per family, with their image size and per-layer widths
-# (blocks for ViT / BEiT, stages for Swin / ConvNeXt).
-TINY: dict[str, tuple[Callable[[], nn.Module], int, list[int]]] = {
+# Per family: the tiny model's shape (beyond the shared one of conftest.py), the
+# image size, and the feature width of each layer (blocks for ViT / BEiT, stages for
+# Swin / ConvNeXt).
+TINY: dict[str, tuple[dict[str, Any], int, list[int]]] = {
+    # Class + register token: the class token is prefix[0]; three blocks to pick from.
     "vit": (
-        lambda: timm.create_model(
-            "vit_tiny_patch16_224",
-            img_size=16,
-            patch_size=4,
-            embed_dim=16,
-            depth=3,
-            num_heads=2,
-            reg_tokens=1,  # class + register token: the class token is prefix[0]
-            num_classes=0,
-        ),
+        {"img_size": 16, "patch_size": 4, "depth": 3, "reg_tokens": 1},
         16,
-        [16, 16, 16],
+        [16] * 3,
     ),
-    "beit": (
-        lambda: timm.create_model(
-            "beit_base_patch16_224",
-            img_size=16,
-            patch_size=4,
-            embed_dim=16,
-            depth=2,
-            num_heads=2,
-            num_classes=0,
-            **SIMMIM_VIT_KWARGS,
-        ),
-        16,
-        [16, 16],
-    ),
-    "swin": (
-        lambda: timm.create_model(
-            "swin_tiny_patch4_window7_224",
-            img_size=16,
-            embed_dim=8,
-            depths=(1, 1),
-            num_heads=(1, 2),
-            window_size=2,
-            num_classes=0,
-        ),
-        16,
-        [8, 16],
-    ),
-    "convnext": (
-        lambda: timm.create_model(
-            "convnext_atto", dims=(8, 12, 16, 24), depths=(1, 1, 1, 1), num_classes=0
-        ),
-        32,
-        [8, 12, 16, 24],
-    ),
+    "beit": ({"img_size": 16, "patch_size": 4}, 16, [16, 16]),
+    "swin": ({"img_size": 16, "window_size": 2}, 16, [16, 32]),
+    # A different width per stage: a wrong stage cannot give the right shape.
+    "convnext": ({"dims": (8, 12, 16, 24)}, 32, [8, 12, 16, 24]),
 }
 
+# make_encoder(family) -> (encoder in eval mode, 2 images, widths per layer)
+MakeEncoder = Callable[[str], tuple[TimmMaskedEncoder, torch.Tensor, list[int]]]
 
-def _encoder(family: str) -> tuple[TimmMaskedEncoder, torch.Tensor, list[int]]:
-    build, size, widths = TINY[family]
-    torch.manual_seed(0)
-    encoder = from_timm(build()).eval()
-    assert isinstance(encoder, TimmMaskedEncoder)
-    return encoder, torch.randn(2, 3, size, size), widths
+
+@pytest.fixture
+def make_encoder(tiny_timm_model: Callable[..., nn.Module]) -> MakeEncoder:
+    """``(family) -> (encoder in eval mode, 2 images, widths per layer)``."""
+
+    def create(family: str) -> tuple[TimmMaskedEncoder, torch.Tensor, list[int]]:
+        shape, size, widths = TINY[family]
+        torch.manual_seed(0)
+        encoder = from_timm(tiny_timm_model(family, **shape)).eval()
+        assert isinstance(encoder, TimmMaskedEncoder)
+        return encoder, torch.randn(2, 3, size, size), widths
+
+    return create
 
 
 @pytest.mark.parametrize("family", sorted(TINY))
-def test_feature_extractor__shapes_per_family(family: str) -> None:
-    encoder, images, widths = _encoder(family)
+def test_feature_extractor__shapes_per_family(
+    family: str, make_encoder: MakeEncoder
+) -> None:
+    encoder, images, widths = make_encoder(family)
     default = FeatureExtractor(encoder)
     assert default(images).shape == (2, encoder.num_features)
     assert default.num_features == encoder.num_features
@@ -88,8 +62,10 @@ def test_feature_extractor__shapes_per_family(family: str) -> None:
 
 
 @torch.no_grad()
-def test_feature_extractor__vit_last_layer_avg_is_mean_of_normed_patch_tokens() -> None:
-    encoder, images, _ = _encoder("vit")
+def test_feature_extractor__vit_last_layer_avg_is_mean_of_normed_patch_tokens(
+    make_encoder: MakeEncoder,
+) -> None:
+    encoder, images, _ = make_encoder("vit")
     vit = encoder.timm_model
     # Written out with timm's pieces: embed, blocks, final norm, drop the prefix
     # (class + register) tokens, average the patch tokens.
@@ -110,8 +86,10 @@ def test_feature_extractor__vit_last_layer_avg_is_mean_of_normed_patch_tokens() 
 
 
 @torch.no_grad()
-def test_feature_extractor__vit_intermediate_layer_uses_final_norm() -> None:
-    encoder, images, _ = _encoder("vit")
+def test_feature_extractor__vit_intermediate_layer_uses_final_norm(
+    make_encoder: MakeEncoder,
+) -> None:
+    encoder, images, _ = make_encoder("vit")
     vit = encoder.timm_model
     tokens = vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed(images))))
     tokens = vit.blocks[1](vit.blocks[0](tokens))  # output of block 1 of 3
@@ -123,8 +101,10 @@ def test_feature_extractor__vit_intermediate_layer_uses_final_norm() -> None:
 
 
 @torch.no_grad()
-def test_feature_extractor__default_is_encoder_forward_for_last_layer() -> None:
-    encoder, images, _ = _encoder("swin")
+def test_feature_extractor__default_is_encoder_forward_for_last_layer(
+    make_encoder: MakeEncoder,
+) -> None:
+    encoder, images, _ = make_encoder("swin")
     expected = encoder(images)
     for layer in (None, -1, 1):
         got = FeatureExtractor(encoder, layer=layer, pooling="default")(images)
@@ -132,15 +112,19 @@ def test_feature_extractor__default_is_encoder_forward_for_last_layer() -> None:
 
 
 @torch.no_grad()
-def test_feature_extractor__swin_last_stage_avg_matches_forward_masked() -> None:
-    encoder, images, _ = _encoder("swin")
+def test_feature_extractor__swin_last_stage_avg_matches_forward_masked(
+    make_encoder: MakeEncoder,
+) -> None:
+    encoder, images, _ = make_encoder("swin")
     got = FeatureExtractor(encoder, layer=-1, pooling="avg")(images)
     torch.testing.assert_close(got, encoder.forward_masked(images).mean(dim=(2, 3)))
 
 
-def test_feature_extractor__timm_model_without_adapter_works() -> None:
-    build, size, widths = TINY["convnext"]
-    model = build().eval()  # a bare timm model, no SimMIM adapter
+def test_feature_extractor__timm_model_without_adapter_works(
+    tiny_timm_model: Callable[..., nn.Module],
+) -> None:
+    shape, size, widths = TINY["convnext"]
+    model = tiny_timm_model("convnext", **shape).eval()  # no SimMIM adapter
     features = FeatureExtractor(model, layer=0, pooling="avg")(
         torch.randn(2, 3, size, size)
     )
@@ -159,9 +143,9 @@ def test_feature_extractor__timm_model_without_adapter_works() -> None:
     ],
 )
 def test_feature_extractor__impossible_choice_raises(
-    family: str, layer: int | None, pooling: str, match: str
+    family: str, layer: int | None, pooling: str, match: str, make_encoder: MakeEncoder
 ) -> None:
-    encoder, _, _ = _encoder(family)
+    encoder, _, _ = make_encoder(family)
     with pytest.raises(ValueError, match=match):
         FeatureExtractor(encoder, layer=layer, pooling=pooling)  # type: ignore[arg-type]
 
@@ -175,8 +159,10 @@ def test_feature_extractor__plain_module_only_default() -> None:
         FeatureExtractor(module, layer=-1)
 
 
-def test_extract_features__layer_and_pooling_restore_mode() -> None:
-    encoder, images, widths = _encoder("convnext")
+def test_extract_features__layer_and_pooling_restore_mode(
+    make_encoder: MakeEncoder,
+) -> None:
+    encoder, images, widths = make_encoder("convnext")
     batches = [(images, torch.tensor([0, 1]))] * 2
     encoder.train()
     features, labels = extract_features(encoder, batches, layer=1, pooling="avg")

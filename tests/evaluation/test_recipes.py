@@ -1,0 +1,35 @@
+"""The fine-tune and linear-probe recipes, and ``override`` (the evaluate options)."""
+
+from __future__ import annotations
+
+import pytest
+
+from lightly_simmim.evaluation import FinetuneRecipe, LinearRecipe, override
+from lightly_simmim.settings import SettingError
+
+
+def test_override__explicit_zero_is_a_value_and_none_is_not_given() -> None:
+    recipe = FinetuneRecipe(epochs=10, warmup_epochs=2, drop_path_rate=0.1)
+    changed = override(recipe, warmup_epochs=0, drop_path_rate=0.0, base_lr=None)
+    assert (changed.warmup_epochs, changed.drop_path_rate) == (0, 0.0)
+    assert changed.base_lr == recipe.base_lr  # None: not given
+    assert recipe.warmup_epochs == 2  # a new recipe; the given one is unchanged
+    assert override(LinearRecipe(), layer=0).layer == 0
+
+
+def test_override__shorter_schedule_keeps_at_most_half_its_epochs_of_warmup() -> None:
+    # The paper's 20 warmup epochs in a 1-epoch fine-tune: half an epoch.
+    assert override(FinetuneRecipe(), epochs=1).warmup_epochs == 0.5
+    assert override(FinetuneRecipe(), epochs=60).warmup_epochs == 20
+    # A warmup given alongside is taken as given.
+    assert override(FinetuneRecipe(), epochs=4, warmup_epochs=3).warmup_epochs == 3
+    # The linear probe's automatic warmup (None) stays automatic.
+    linear = override(LinearRecipe(), epochs=4)
+    assert linear.warmup_epochs is None and linear.warmup == 2.0
+
+
+def test_override__unknown_field_and_out_of_range_value_raise() -> None:
+    with pytest.raises(TypeError, match="LinearRecipe has no field 'lr_decay'"):
+        override(LinearRecipe(), lr_decay=0.5)
+    with pytest.raises(SettingError, match="'epochs' = 0 must be >= 1"):
+        override(FinetuneRecipe(), epochs=0)
