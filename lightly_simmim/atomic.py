@@ -8,11 +8,12 @@ exports and benchmark reports. See :mod:`lightly_simmim.checkpoints` for why a p
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import uuid
 from pathlib import Path
 
-__all__ = ["atomic_write", "remove_stale_temporaries"]
+__all__ = ["WriteError", "atomic_write", "ensure_folder", "remove_stale_temporaries"]
 
 # Temporary files are hidden and carry this suffix, so a folder listing of finished
 # checkpoints never shows them and `remove_stale_temporaries` can find the ones a
@@ -32,8 +33,63 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+class WriteError(OSError):
+    """A file or folder could not be written: read-only, no space, a parent that is
+    a file, no permission. ``filename`` is the path; ``strerror`` says why and what
+    to do, so ``f"{error.filename}: {error.strerror}"`` is the whole message."""
+
+    def __str__(self) -> str:
+        return f"{self.filename}: {self.strerror}"
+
+
+# errno -> what to do about it (the OS's own reason comes first in the message).
+_REMEDIES = {
+    errno.EROFS: "the file system is read-only; choose a folder you can write to",
+    errno.EACCES: "no permission to write there; choose a folder you can write to",
+    errno.EPERM: "not permitted; choose a folder you can write to",
+    errno.ENOSPC: "no space left on the device; free some, or write elsewhere",
+    errno.EDQUOT: "over the disk quota; free some space, or write elsewhere",
+    errno.ENOTDIR: "a parent of this path is a file, not a folder",
+    errno.EEXIST: "a parent of this path is a file, not a folder",
+    errno.EISDIR: "this path is a folder; give a file name",
+}
+
+
+def _write_error(error: OSError, path: Path) -> WriteError:
+    reason = error.strerror or str(error)
+    remedy = _REMEDIES.get(error.errno or 0)
+    explained = f"cannot write: {reason}" + (f" ({remedy})" if remedy else "")
+    return WriteError(error.errno or 0, explained, str(path))
+
+
+def ensure_folder(folder: str | os.PathLike[str]) -> Path:
+    """Creates ``folder`` and its parents if needed.
+
+    Raises:
+        WriteError: The folder cannot be created (a parent is a file, read-only, ...).
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        # mkdir(exist_ok=True) raises FileExistsError when a file is in the way.
+        blocked = next((p for p in (folder, *folder.parents) if p.is_file()), None)
+        if blocked is not None:
+            raise WriteError(
+                errno.ENOTDIR,
+                f"cannot create {str(folder)!r}: it is a file, not a folder",
+                str(blocked),
+            ) from error
+        raise _write_error(error, folder) from error
+    return folder
+
+
 def atomic_write(path: str | os.PathLike[str], data: bytes) -> Path:
     """Writes ``data`` to ``path`` so that readers see the old or the new file only.
+
+    Every failure of the file system (read-only folder, no space, a parent that is a
+    file, no permission) is one :class:`WriteError` naming the path and the reason;
+    no temporary file is left behind.
 
     Args:
         path: Target file; its folder is created if needed.
@@ -41,9 +97,23 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> Path:
 
     Returns:
         The path written.
+
+    Raises:
+        WriteError: The file could not be written.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_folder(path.parent)
+    try:
+        _replace_with(path, data)
+    except WriteError:
+        raise
+    except OSError as error:
+        raise _write_error(error, path) from error
+    _fsync_dir(path.parent)
+    return path
+
+
+def _replace_with(path: Path, data: bytes) -> None:
     # Same folder as the target (same file system: the rename is atomic), a name no
     # other process or rank uses, and mode 0o666 minus the umask like any new file
     # (tempfile.mkstemp would make it private to the owner).
@@ -59,8 +129,6 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> Path:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
-    return path
 
 
 def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:

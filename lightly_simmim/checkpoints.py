@@ -24,11 +24,13 @@ import io
 import os
 import pickle
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from torch import Tensor, nn
 
 from lightly_simmim.atomic import atomic_write, remove_stale_temporaries
 
@@ -38,7 +40,9 @@ __all__ = [
     "AtomicCheckpointIO",
     "CheckpointError",
     "atomic_write",
+    "check_weights_fit",
     "load_checkpoint",
+    "model_weights",
     "remove_stale_temporaries",
 ]
 
@@ -90,7 +94,7 @@ def load_checkpoint(
         raise CheckpointError(
             f"Checkpoint {str(path)!r} cannot be read ({type(error).__name__}: "
             f"{str(error).splitlines()[0] if str(error) else 'no detail'}); it is "
-            "truncated or corrupt."
+            f"truncated or corrupt.{_intact_alternative(path)}"
         ) from error
     if not isinstance(loaded, dict):
         raise CheckpointError(
@@ -98,6 +102,110 @@ def load_checkpoint(
             "dictionary."
         )
     return loaded
+
+
+def _intact_alternative(broken: Path) -> str:
+    """A sentence offering the newest readable ``epoch=NNN.ckpt`` beside ``broken``."""
+    candidates = sorted(broken.parent.glob("epoch=*.ckpt"), reverse=True)
+    for candidate in candidates:
+        if candidate == broken:
+            continue
+        try:
+            torch.load(candidate, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # any failure: not intact, try the next older one
+            continue
+        run = broken.parent.parent
+        return (
+            f" The newest intact checkpoint beside it is {candidate.name}: continue "
+            f"from it with `lightly-simmim pretrain --resume {candidate}` (or "
+            f"evaluate / export {candidate}); {run} itself names the broken "
+            f"{broken.name}."
+        )
+    return ""
+
+
+def model_weights(
+    checkpoint: Mapping[str, object], path: str | os.PathLike[str]
+) -> dict[str, Tensor]:
+    """The model weights of a checkpoint written by ``lightly-simmim pretrain``.
+
+    Args:
+        checkpoint: What :func:`load_checkpoint` returned.
+        path: The file, for messages.
+
+    Returns:
+        The ``state_dict`` (parameter name -> tensor).
+
+    Raises:
+        CheckpointError: The file holds no model weights of a Lightning run (some
+            other ``torch.save`` of a dictionary, an official SimMIM checkpoint).
+    """
+    state = checkpoint.get("state_dict")
+    if isinstance(state, dict) and all(isinstance(v, Tensor) for v in state.values()):
+        return state
+    keys = ", ".join(sorted(str(key) for key in checkpoint)[:6]) or "none"
+    hint = (
+        " It looks like an official SimMIM checkpoint: convert it with "
+        "`lightly-simmim convert` first."
+        if "model" in checkpoint
+        else ""
+    )
+    raise CheckpointError(
+        f"{str(path)!r} is not a checkpoint written by `lightly-simmim pretrain`: it "
+        f"has no model weights ('state_dict'; its top-level keys: {keys}). Use a run "
+        f"folder's checkpoints/last.ckpt or epoch=NNN.ckpt.{hint}"
+    )
+
+
+def check_weights_fit(
+    state: Mapping[str, Tensor],
+    model: nn.Module,
+    *,
+    path: str | os.PathLike[str],
+    described_by: str,
+    optional: tuple[str, ...] = (),
+) -> None:
+    """Raises CheckpointError unless ``state`` has exactly ``model``'s tensors.
+
+    Checked before anything loads the weights, so a checkpoint of another run or
+    architecture is a one-line error instead of a ``KeyError`` or a size mismatch
+    deep inside ``load_state_dict``.
+
+    Args:
+        state: The checkpoint's model weights.
+        model: The model built from the run's config.
+        path: The checkpoint, for messages.
+        described_by: What ``model`` was built from (``RUN/config.yaml``).
+        optional: Name prefixes that may be missing or extra on either side (the
+            online classifier, which evaluation does not rebuild).
+
+    Raises:
+        CheckpointError: Missing, extra or differently shaped tensors; the message
+            names the first few and says what to do.
+    """
+    expected = model.state_dict()
+
+    def counts(name: str) -> bool:
+        return not name.startswith(optional) if optional else True
+
+    problems = [
+        f"{name} has shape {tuple(state[name].shape)} in the checkpoint but "
+        f"{tuple(tensor.shape)} in the model"
+        for name, tensor in expected.items()
+        if name in state and state[name].shape != tensor.shape
+    ]
+    problems += [f"{n} is missing" for n in expected if n not in state and counts(n)]
+    problems += [
+        f"{n} is not in the model" for n in state if n not in expected and counts(n)
+    ]
+    if problems:
+        more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
+        raise CheckpointError(
+            f"Checkpoint {str(path)!r} does not fit the model {described_by} "
+            f"describes: {'; '.join(problems[:3])}{more}. It was written by another "
+            "model (a checkpoint of another run copied in, or a config changed "
+            "since): use it with the config it was trained with."
+        )
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

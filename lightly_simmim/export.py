@@ -24,13 +24,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 
 from lightly_simmim.atomic import atomic_write
 from lightly_simmim.encoders.factory import resolve_timm_name
 from lightly_simmim.runs import load_run
 
-__all__ = ["export_timm"]
+__all__ = ["EXPORT_MARK", "export_paths", "export_timm"]
 
 
 def _timm_arguments(name: str, kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -46,19 +47,75 @@ def _timm_arguments(name: str, kwargs: dict[str, Any]) -> tuple[str, dict[str, A
     return registered, merged
 
 
+#: The key that marks a file as written by :func:`export_timm` (safetensors
+#: metadata and the JSON side file); only such files are replaced without asking.
+EXPORT_MARK = "lightly_simmim_export"
+
+
+def _written_by_export(path: Path) -> bool:
+    """Whether ``path`` is a safetensors / JSON file an export wrote."""
+    try:
+        if path.suffix == ".safetensors":
+            with safe_open(str(path), framework="pt") as file:
+                return EXPORT_MARK in (file.metadata() or {})
+        return EXPORT_MARK in json.loads(path.read_text())
+    except (OSError, ValueError, TypeError, SafetensorError):
+        return False
+
+
+def export_paths(
+    out: str | os.PathLike[str] | None, folder: Path, overwrite: bool
+) -> tuple[Path, Path]:
+    """The ``.safetensors`` file and JSON side file an export writes.
+
+    Args:
+        out: ``--output``: a file (``.safetensors`` is appended if missing), an
+            existing folder to write into, or None for ``RUN/export/``.
+        folder: The run folder.
+        overwrite: Replace existing files even if an export did not write them.
+
+    Returns:
+        ``(weights, side file)``.
+
+    Raises:
+        FileExistsError: A target exists that an export did not write (another
+            run's file, a run folder's ``metrics.json``) and ``overwrite`` is off.
+    """
+    default_name = f"{folder.name}_timm.safetensors"
+    target = Path(out) if out is not None else folder / "export" / default_name
+    if target.is_dir():
+        target = target / default_name
+    if target.suffix != ".safetensors":
+        target = target.with_name(target.name + ".safetensors")
+    paths = (target, target.with_suffix(".json"))
+    if not overwrite:
+        foreign = [p for p in paths if p.exists() and not _written_by_export(p)]
+        if foreign:
+            raise FileExistsError(
+                f"{', '.join(map(str, foreign))} already exist(s) and was not written "
+                "by an export; choose another --output, or pass --overwrite to "
+                "replace it."
+            )
+    return paths
+
+
 def export_timm(
-    run_or_checkpoint: str | os.PathLike[str], out: str | os.PathLike[str] | None = None
+    run_or_checkpoint: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    overwrite: bool = False,
 ) -> Path:
     """Writes the pretrained encoder of a run as a timm-loadable safetensors file.
 
     Args:
         run_or_checkpoint: A run folder (its ``checkpoints/last.ckpt``) or a
             checkpoint file inside a run folder.
-        out: The ``.safetensors`` file to write; default
-            ``<run>/export/<run name>_timm.safetensors``. A JSON file with the same
-            stem is written beside it: ``model_name`` and ``kwargs`` for
+        out: The ``.safetensors`` file to write, or a folder to write it into;
+            default ``<run>/export/<run name>_timm.safetensors``. A JSON file with
+            the same stem is written beside it: ``model_name`` and ``kwargs`` for
             ``timm.create_model``, plus ``pretrained_cfg`` (input size, channels,
             normalisation), ``num_features``, the source checkpoint and the method.
+        overwrite: Replace existing target files that an export did not write.
 
     Returns:
         The safetensors path.
@@ -67,15 +124,11 @@ def export_timm(
         FileNotFoundError: No run folder / config / checkpoint there.
         CheckpointError: The checkpoint is corrupt or not weights-only.
         ConfigError: The run's config is invalid or does not fit the checkpoint.
+        FileExistsError: A target exists that an export did not write.
+        WriteError: The files cannot be written (read-only, no space, ...).
     """
     config, method, folder, checkpoint = load_run(run_or_checkpoint)
-    target = (
-        Path(out)
-        if out is not None
-        else folder / "export" / f"{folder.name}_timm.safetensors"
-    )
-    if target.suffix != ".safetensors":
-        target = target.with_name(target.name + ".safetensors")
+    target, side_file = export_paths(out, folder, overwrite)
     model = method.timm_encoder()
     # Contiguous copies: safetensors refuses views and tensors that share storage
     # (tied weights), and a copy also detaches them from the module.
@@ -85,6 +138,7 @@ def export_timm(
     }
     name, kwargs = _timm_arguments(config.encoder.name, dict(config.encoder.kwargs))
     info = {
+        EXPORT_MARK: True,
         "model_name": name,
         "kwargs": kwargs,
         "pretrained_cfg": {
@@ -107,9 +161,9 @@ def export_timm(
     }
     atomic_write(
         target,
-        safetensors_bytes(state, metadata={"format": "pt", "timm_model": name}),
+        safetensors_bytes(
+            state, metadata={"format": "pt", "timm_model": name, EXPORT_MARK: "1"}
+        ),
     )
-    atomic_write(
-        target.with_suffix(".json"), (json.dumps(info, indent=2) + "\n").encode()
-    )
+    atomic_write(side_file, (json.dumps(info, indent=2) + "\n").encode())
     return target

@@ -21,15 +21,23 @@ from pathlib import Path
 from typing import Any
 
 from lightly_simmim.build import build_method
-from lightly_simmim.checkpoints import CHECKPOINT_DIR, LAST_CHECKPOINT, load_checkpoint
-from lightly_simmim.config import Config, ConfigError, load_config
+from lightly_simmim.checkpoints import (
+    CHECKPOINT_DIR,
+    LAST_CHECKPOINT,
+    check_weights_fit,
+    load_checkpoint,
+    model_weights,
+)
+from lightly_simmim.config import Config, ConfigError, load_config, to_dict
 from lightly_simmim.methods import PretrainMethod
 
 __all__ = [
+    "RESUMABLE",
     "NothingToResumeError",
     "find_run",
     "load_config_for_resume",
     "load_run",
+    "resume_changes",
     "run_dir",
 ]
 
@@ -124,47 +132,135 @@ def load_run(
     folder, checkpoint_path = find_run(run_or_checkpoint)
     if config is None:
         config = load_config(folder / "config.yaml", overrides)
-    state = load_checkpoint(checkpoint_path)["state_dict"]
+    state = model_weights(load_checkpoint(checkpoint_path), checkpoint_path)
     # Without the online classifier: its size would come from the dataset, whose
     # root export and evaluation should not depend on.
     method = build_method(config, with_classes=False, encoder_kwargs=encoder_kwargs)
-    missing, unexpected = method.load_state_dict(state, strict=False)
-    if missing:
-        raise ConfigError(
-            f"Checkpoint {str(checkpoint_path)!r} does not fit the model of "
-            f"{str(folder / 'config.yaml')!r}: missing {', '.join(missing[:5])}"
-            f"{' ...' if len(missing) > 5 else ''}."
-        )
-    # The online classifier (a training-time probe) is not rebuilt; its weights are
-    # the only ones allowed to be left over.
-    stray = [key for key in unexpected if not key.startswith("online_classifier.")]
-    if stray:
-        raise ConfigError(
-            f"Checkpoint {str(checkpoint_path)!r} does not fit the model of "
-            f"{str(folder / 'config.yaml')!r}: unexpected {', '.join(stray[:5])}"
-            f"{' ...' if len(stray) > 5 else ''}."
-        )
+    check_weights_fit(
+        state,
+        method,
+        path=checkpoint_path,
+        described_by=repr(str(folder / "config.yaml")),
+        # The online classifier (a training-time probe) is not rebuilt.
+        optional=("online_classifier.",),
+    )
+    method.load_state_dict(state, strict=False)
     method.eval()
     return config, method, folder, checkpoint_path
 
 
 def load_config_for_resume(
-    folder: str | os.PathLike[str], overrides: Sequence[str] = ()
+    run_or_checkpoint: str | os.PathLike[str], overrides: Sequence[str] = ()
 ) -> Config:
     """The config of a run folder for ``--resume``, with overrides applied.
 
     The run folder and name are taken from where the folder is now, so a moved run
-    folder resumes in place.
+    folder resumes in place. Nothing is written here; :func:`resume_changes` checks
+    the overrides against :data:`RESUMABLE`.
+
+    Args:
+        run_or_checkpoint: A run folder, or a checkpoint file inside one (an
+            ``epoch=NNN.ckpt`` to continue from instead of ``last.ckpt``).
+        overrides: ``section.key=value`` strings over the run's ``config.yaml``.
 
     Raises:
         NothingToResumeError: ``folder`` is not a run folder.
     """
-    path = Path(folder)
-    if not (path / "config.yaml").is_file():
+    path = Path(run_or_checkpoint)
+    folder = (
+        path
+        if path.is_dir()
+        else next((p for p in path.parents if (p / "config.yaml").is_file()), path)
+    )
+    if not (folder / "config.yaml").is_file():
         raise NothingToResumeError(
             f"Nothing to resume in {str(path)!r}: it has no config.yaml (a run folder "
             "written by `lightly-simmim pretrain` holds config.yaml and "
             f"{CHECKPOINT_DIR}/{LAST_CHECKPOINT})."
         )
-    config = load_config(path / "config.yaml", overrides)
-    return replace(config, output_dir=str(path.parent), name=path.name)
+    config = load_config(folder / "config.yaml", overrides)
+    return replace(config, output_dir=str(folder.parent), name=folder.name)
+
+
+#: Settings a resumed run may change, as dotted keys (``section.*``: the whole
+#: section). Every one of them is applied from the resumed step on: hardware and
+#: logging, the length of the run, the learning rate and its schedule (recomputed
+#: from the config at the step), where the data live and what evaluation does.
+#: Anything else (the model, the method, the data and its augmentation, the
+#: optimiser's other settings, the seed) would make the checkpoint describe another
+#: run than the config, so a resume refuses it.
+RESUMABLE: tuple[str, ...] = (
+    "trainer.epochs",
+    "trainer.max_steps",
+    "trainer.accelerator",
+    "trainer.devices",
+    "trainer.num_nodes",
+    "trainer.strategy",
+    "trainer.compile",
+    "trainer.checkpoint_every_n_steps",
+    "trainer.keep_epoch_checkpoints",
+    "trainer.log_every_n_steps",
+    "trainer.reconstruction_every_n_epochs",
+    "trainer.progress_bar",
+    "optim.base_lr",
+    "optim.clip_grad",
+    "schedule.*",
+    "data.root",
+    "data.download",
+    "data.num_workers",
+    "data.check_images",
+    "data.on_corrupt",
+    "data.limit_eval",
+    "eval.*",
+    "finetune.*",
+)
+
+
+def _flat(values: Mapping[str, Any], prefix: str = "") -> dict[str, object]:
+    flat: dict[str, object] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def resume_changes(
+    recorded: Config, config: Config
+) -> list[tuple[str, object, object]]:
+    """What a resume changes, checked against :data:`RESUMABLE`.
+
+    Args:
+        recorded: The run folder's ``config.yaml``.
+        config: The config the resume would train with.
+
+    Returns:
+        ``(dotted key, recorded value, new value)`` for every changed setting.
+
+    Raises:
+        ConfigError: A change a resume may not make, naming the keys and the keys
+            it may change; nothing has been written.
+    """
+    old = _flat({**to_dict(recorded), "output_dir": None, "name": None})
+    new = _flat({**to_dict(config), "output_dir": None, "name": None})
+    changes = [
+        (key, old.get(key), new.get(key))
+        for key in sorted(set(old) | set(new))
+        if old.get(key) != new.get(key)
+    ]
+    allowed = {key for key in RESUMABLE if not key.endswith(".*")}
+    sections = tuple(key[:-1] for key in RESUMABLE if key.endswith(".*"))
+    refused = [
+        f"{key} ({old_value!r} -> {new_value!r})"
+        for key, old_value, new_value in changes
+        if key not in allowed and not key.startswith(sections)
+    ]
+    if refused:
+        raise ConfigError(
+            f"A resume cannot change {', '.join(refused)}: the checkpoint was trained "
+            "with the recorded value, so the run would no longer be one run. Start a "
+            "new run instead (--set name=...). A resume may change: "
+            f"{', '.join(RESUMABLE)}. Nothing was written."
+        )
+    return changes

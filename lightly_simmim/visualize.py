@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import torch
 from torch import Tensor
 from torchvision.utils import save_image
 
+from lightly_simmim.atomic import atomic_write
 from lightly_simmim.loss import upsample_mask
 
 
@@ -34,7 +36,10 @@ def save_reconstruction_grid(
         std: Per-channel std used to normalise.
 
     Returns:
-        The path written.
+        The path written (atomically: a reader never sees half a PNG).
+
+    Raises:
+        WriteError: The file cannot be written.
     """
     images, reconstruction = (
         images.detach().float().cpu(),
@@ -48,7 +53,6 @@ def save_reconstruction_grid(
     masked = images * (1 - pixel_mask) + 0.5 * pixel_mask  # grey where masked
     pasted = images * (1 - pixel_mask) + reconstruction * pixel_mask
     grid = torch.cat([images, masked, pasted]).clamp(0, 1)  # (3B, C, H, W)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(grid, path, nrow=len(images), padding=2, pad_value=1.0)
-    return path
+    png = io.BytesIO()
+    save_image(grid, png, format="png", nrow=len(images), padding=2, pad_value=1.0)
+    return atomic_write(path, png.getvalue())

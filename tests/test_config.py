@@ -89,10 +89,19 @@ def test_dump_config__round_trips(tmp_path: Path) -> None:
     path = dump_config(config, tmp_path / "out" / "config.yaml")
     assert yaml.safe_load(path.read_text())["method"] == {
         "name": "simmim",
+        "mask_patch_size": 8,  # the default's, kept under the override
         "mask_ratio": 0.4,
     }
     assert load_config(path) == config
-    assert to_dict(config)["encoder"]["kwargs"] == {"depth": 2}
+    # The override goes over the default encoder's kwargs (typed defaults < file <
+    # command line), not in place of them.
+    assert to_dict(config)["encoder"]["kwargs"] == {
+        **Config().encoder.kwargs,
+        "depth": 2,
+    }
+    other = load_config(None, ["encoder.name=resnet18"])
+    assert other.encoder.kwargs == {}  # the default ViT's kwargs mean nothing there
+    assert load_config(None, ["method.name=mae"]).method.options == {}
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporaries
 
 

@@ -154,7 +154,8 @@ class _Runner:
         folder = self.output_dir / "runs" / label
         metrics_path = folder / "metrics.json"
         if (folder / "config.yaml").is_file() and not _same_config(folder, config):
-            raise BenchmarkError(
+            # A usage error (exit 2, as pretrain's refusals), not a failed child.
+            raise ConfigError(
                 f"{str(folder)!r} was trained with a different config than the "
                 f"benchmark now gives {label!r} (outside the evaluation-only "
                 f"sections {', '.join(EVALUATION_SECTIONS)}). Delete that folder to "

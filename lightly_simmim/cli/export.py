@@ -48,10 +48,17 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--output",
-        metavar="FILE",
+        metavar="FILE_OR_DIR",
         type=Path,
         default=None,
-        help="the .safetensors file (default: RUN/export/<run name>_timm.safetensors)",
+        help="the .safetensors file, or a folder to write it into (default: "
+        "RUN/export/<run name>_timm.safetensors)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing files even if an export did not write them (an "
+        "export's own earlier files are always replaced)",
     )
     parser.set_defaults(func=run)
     return parser
@@ -69,6 +76,6 @@ def run(args: argparse.Namespace) -> int:
     # Lazy import: exporting needs torch, timm and safetensors.
     from lightly_simmim.export import export_timm
 
-    path = export_timm(args.run, args.output)
+    path = export_timm(args.run, args.output, overwrite=args.overwrite)
     print(f"wrote {path} and {path.with_suffix('.json')}")
     return 0

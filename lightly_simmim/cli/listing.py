@@ -45,12 +45,15 @@ def run(args: argparse.Namespace) -> int:
     from lightly_simmim.data import DATASETS
 
     # describe() reads entry point metadata only: listing imports no plugin, so a
-    # broken one cannot break the listing; `get` reports it when it is used.
+    # broken one cannot break the listing; `get` reports it when it is used. The
+    # datasets, whose descriptions need their builders, come last.
     for short in registry.GROUPS:
-        print(f"{short}:")
+        if short == "datasets":
+            continue
+        print(f"{short}:  ({registry.GROUPS[short]} entry points)")
         for name, dist, value in registry.describe(short):
             print(f"  {name:<12} {value}  [{dist}]")
-    print("datasets:")
+    print("datasets:  (lightly.datasets entry points; data.dataset NAME)")
     for name, description in DATASETS.items():
         print(f"  {name:<24} {description}")
     print("configs:  (lightly-simmim pretrain --config NAME)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from lightly_simmim.cli.common import (
     DEFAULT_CONFIG,
@@ -66,10 +67,13 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     add_overrides(parser)
     parser.add_argument(
         "--resume",
-        metavar="RUN_DIR",
+        metavar="RUN_DIR_OR_CHECKPOINT",
         default=None,
-        help="continue the run in RUN_DIR from its checkpoints/last.ckpt, with its "
-        "config.yaml (plus any --set); not combinable with --config",
+        help="continue the run in RUN_DIR from its checkpoints/last.ckpt (or from a "
+        "checkpoint file of the run, e.g. an intact epoch=NNN.ckpt), with its "
+        "config.yaml plus any --set of the keys a resume may change (trainer.epochs, "
+        "devices, optim.base_lr, schedule.*, data.root, ...; others are refused); "
+        "not combinable with --config",
     )
     parser.set_defaults(func=run)
     return parser
@@ -102,5 +106,8 @@ def run(args: argparse.Namespace) -> int:
         config = load_config_for_resume(args.resume, args.overrides)
     else:
         config = load_config(args.config or DEFAULT_CONFIG, args.overrides)
-    pretrain(config, resume=args.resume is not None)
+    resume = args.resume is not None
+    # A checkpoint file (say an intact epoch=NNN.ckpt) instead of the run folder.
+    checkpoint = args.resume if resume and Path(args.resume).is_file() else None
+    pretrain(config, resume=resume, checkpoint=checkpoint)
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Sequence
 from importlib import resources
@@ -49,7 +50,45 @@ def load_config(
     values: dict[str, Any] = {}
     if path is not None:
         values = read_yaml(resolve_config_path(path))
-    return config_from_values(apply_overrides(values, overrides))
+    given = copy.deepcopy(values)
+    apply_overrides(values, overrides)
+    return config_from_values(_with_default_mappings(given, values))
+
+
+def _with_default_mappings(
+    given: dict[str, Any], values: dict[str, Any]
+) -> dict[str, Any]:
+    """Fills in the typed defaults of the two mapping-valued settings.
+
+    ``encoder.kwargs`` and the method's options are single values: a file that sets
+    them replaces the defaults. Where the file leaves them out, the defaults still
+    describe the model, so an override of one key (``encoder.kwargs.depth=1``) goes
+    over them, unless the encoder or method itself was changed (the default ViT's
+    kwargs mean nothing to a ResNet, SimMIM's mask options nothing to MAE).
+
+    Args:
+        given: The file's values, before the overrides.
+        values: The values with the overrides applied (changed in place).
+
+    Returns:
+        ``values``.
+    """
+    defaults = Config()
+    encoder = values.get("encoder")
+    if isinstance(encoder, dict) and "kwargs" not in (given.get("encoder") or {}):
+        kwargs = encoder.get("kwargs") or {}
+        if encoder.get("name", defaults.encoder.name) != defaults.encoder.name:
+            encoder.setdefault("kwargs", {})  # another model: no default kwargs
+        elif isinstance(kwargs, dict):
+            encoder["kwargs"] = {**defaults.encoder.kwargs, **kwargs}
+    method = values.get("method")
+    if (
+        isinstance(method, dict)
+        and "method" not in given
+        and method.get("name", defaults.method.name) == defaults.method.name
+    ):
+        values["method"] = {**defaults.method.options, **method}
+    return values
 
 
 def config_from_values(values: dict[str, Any]) -> Config:

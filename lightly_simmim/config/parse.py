@@ -202,5 +202,8 @@ def method_section(section: object) -> dict[str, Any]:
         raise ConfigError(f"'method' must be a name or a mapping, got {section!r}.")
     values = {k: v for k, v in section.items() if k in METHOD_KEYS}
     options = {k: v for k, v in section.items() if k not in (*METHOD_KEYS, "options")}
-    options.update(section.get("options") or {})
+    nested = section.get("options") or {}
+    if not isinstance(nested, Mapping):
+        raise ConfigError(f"'method.options' must be a mapping, got {nested!r}.")
+    options.update(nested)
     return {**values, "options": options}

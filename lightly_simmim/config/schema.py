@@ -56,6 +56,10 @@ class EncoderConfig:
     name: str = "vit_tiny_patch16_224"
     #: Keyword arguments for ``timm.create_model`` (img_size, patch_size, depth, ...).
     kwargs: dict[str, Any] = field(default_factory=lambda: dict(_CPU_VIT))
+    #: "timm": timm's initialisation; "simmim": the official SimMIM pretraining
+    #: initialisation of the paper's ViT (trunc-normal std 0.02 cut at +-1 std; see
+    #: lightly_simmim.encoders.init).
+    init: Literal["timm", "simmim"] = "timm"
 
 
 @dataclass
@@ -78,7 +82,14 @@ class DataConfig(Checked):
     std: list[float] | None = setting(default_factory=lambda: [0.3530], gt=0)
     #: Images per device and step.
     batch_size: int = setting(128, ge=1)
+    #: Data loader workers of the per-image path (image folders, BYOL's colour
+    #: augmentations); the in-memory path needs none.
     num_workers: int = setting(2, ge=0)
+    #: Hold data that is one uint8 array (the embedded subset, MNIST, CIFAR) as a
+    #: tensor and crop / flip / normalise each batch on the training device, for
+    #: methods whose augmentation allows it (SimMIM, MAE); false: per-image PIL
+    #: transforms in workers.
+    in_memory: bool = True
     #: Use only N evenly spaced training images (quick runs, tests); None = all.
     limit_train: int | None = setting(None, ge=1)
     #: Use only N evenly spaced evaluation images; None = all.
@@ -119,7 +130,7 @@ class OptimConfig(OptimizerSettings):
 ScheduleConfig = ScheduleSettings
 FinetuneConfig = FinetuneRecipe
 
-Precision = Literal["32", "32-true", "bf16-mixed", "16-mixed"]
+Precision = Literal["auto", "32", "32-true", "bf16-mixed", "16-mixed"]
 
 
 @dataclass
@@ -129,13 +140,18 @@ class TrainerConfig(Checked):
     epochs: int = setting(10, ge=1)
     #: Stop after this many optimiser steps; None = run all epochs.
     max_steps: int | None = setting(None, ge=1)
-    precision: Precision = "32"
+    #: "auto": bf16 mixed precision where the device computes bf16 natively (CUDA
+    #: Ampere+, CPUs with AVX512-BF16 / AMX), fp32 elsewhere; printed at the start.
+    precision: Precision = "auto"
     accelerator: str = "auto"
     #: Devices per node: a count, -1 / "auto" for all, or a list such as "0,1".
     devices: int | str = 1
     num_nodes: int = setting(1, ge=1)
     strategy: str = "auto"
     compile: bool = False
+    #: Recompute block activations in the backward pass (less memory, more time),
+    #: for encoders too large for the device otherwise.
+    activation_checkpointing: bool = False
     #: Also write a checkpoint every N steps (besides every epoch); None = off.
     checkpoint_every_n_steps: int | None = setting(None, ge=1)
     #: Keep only the newest N ``epoch=NNN.ckpt`` files (``last.ckpt`` always stays);

@@ -73,7 +73,8 @@ def test_run_benchmark__refuses_a_run_folder_of_another_config(tmp_path: Path) -
     config = method_configs(benchmark)["simmim"]
     changed = replace(config, seed=config.seed + 1)
     dump_config(changed, tmp_path / "runs" / "simmim" / "config.yaml")
-    with pytest.raises(BenchmarkError, match="different config"):
+    # A usage error (the CLI exits with 2), not a failed pretraining.
+    with pytest.raises(ConfigError, match="different config"):
         run_benchmark(benchmark)
 
 
