@@ -16,6 +16,8 @@ from torch.utils.data import Dataset, Subset
 from lightly_simmim import registry
 from lightly_simmim.config import Config, ConfigError, from_dict
 from lightly_simmim.data import DatasetNotFoundError, build_dataset, num_classes
+from lightly_simmim.encoders import MaskedEncoder
+from lightly_simmim.encoders.init import simmim_vit_init_
 from lightly_simmim.methods import PretrainMethod
 
 __all__ = [
@@ -101,6 +103,13 @@ def build_method(
     settings = method_settings(config)
     kwargs = {**config.encoder.kwargs, **(encoder_kwargs or {})}
     encoder = cls.build_encoder(config.encoder.name, kwargs)
+    if config.encoder.init == "simmim":
+        if not isinstance(encoder, MaskedEncoder):
+            raise ConfigError(
+                f"encoder.init: simmim re-initialises SimMIM's masked ViT encoder; "
+                f"method {config.method.name!r} builds a {type(encoder).__name__}."
+            )
+        simmim_vit_init_(encoder)
     classes = None
     if with_classes and config.trainer.online_classifier:
         classes = num_classes(config.data.dataset, config.data.root)

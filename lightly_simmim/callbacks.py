@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -106,18 +105,30 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class StopOnNonFiniteLoss(Callback):
-    """Stops training at the first batch whose loss is NaN or infinite.
+    """Stops training once a batch's loss is NaN or infinite.
 
-    The check runs after every training batch, before the checkpoint callbacks
-    (Lightning runs those last), so no checkpoint with diverged weights is written;
-    ``last.ckpt`` stays the last good one. With several processes the decision is
-    reduced over all ranks, so every rank stops together instead of the others
-    hanging in the next all-reduce.
+    Every step adds "is this loss finite?" to a flag on the loss's device; the flag
+    is read (a host synchronisation) on the CPU every step, where reading costs
+    nothing, and on accelerators every ``every_n_steps`` steps and at the end of
+    every epoch, so the GPU is not stalled once per step. The check runs before the
+    checkpoint callbacks (Lightning runs those last), and ``every_n_steps`` should
+    divide the checkpoint interval, so no checkpoint with diverged weights is
+    written: ``last.ckpt`` stays the last good one. With several processes the
+    decision is reduced over all ranks, so every rank stops together instead of the
+    others hanging in the next all-reduce.
+
+    Args:
+        every_n_steps: Read the flag every this many steps on accelerators.
 
     Raises:
-        NonFiniteLossError: From ``on_train_batch_end``, with the step, epoch, batch,
-            loss value and remedies in the message.
+        NonFiniteLossError: With the steps, epoch, loss and remedies in the message.
     """
+
+    def __init__(self, every_n_steps: int = 1) -> None:
+        super().__init__()
+        self.every_n_steps = max(1, every_n_steps)
+        self._bad: Tensor | None = None
+        self._since = 0  # first step the flag covers
 
     def on_train_batch_end(
         self,
@@ -127,29 +138,43 @@ class StopOnNonFiniteLoss(Callback):
         batch: Any,
         batch_idx: int,
     ) -> None:
-        """Checks the loss of this batch (``outputs["loss"]`` or ``outputs``)."""
+        """Adds this batch's loss (``outputs["loss"]`` or ``outputs``) to the flag."""
         loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
         if not isinstance(loss, Tensor):
             return
-        value = float(loss.detach().float().mean())
-        bad = trainer.strategy.reduce_boolean_decision(
-            not math.isfinite(value), all=False
-        )
-        if not bad:
+        bad = ~torch.isfinite(loss.detach()).all()
+        self._bad = bad if self._bad is None else self._bad | bad
+        step = trainer.global_step
+        if loss.device.type == "cpu" or step % self.every_n_steps == 0:
+            self._check(trainer, batch_idx)
+
+    def on_train_epoch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule
+    ) -> None:
+        """Reads the flag before the epoch's checkpoint is written."""
+        self._check(trainer, None)
+
+    def _check(self, trainer: pl.Trainer, batch_idx: int | None) -> None:
+        flagged = self._bad is not None and bool(self._bad)
+        self._bad = None
+        since, self._since = self._since, trainer.global_step
+        if not trainer.strategy.reduce_boolean_decision(flagged, all=False):
             return
         lr = (
             f"; learning rate {trainer.optimizers[0].param_groups[0]['lr']:.3g}"
             if trainer.optimizers
             else ""
         )
-        where = (
-            f"at optimizer step {trainer.global_step} (epoch {trainer.current_epoch}, "
-            f"batch {batch_idx}{lr})"
+        steps = (
+            f"at optimizer step {trainer.global_step}"
+            if since >= trainer.global_step - 1
+            else f"between optimizer steps {since} and {trainer.global_step}"
         )
+        where = f"{steps} (epoch {trainer.current_epoch}{lr})"
         what = (
-            f"the loss is {value}"
-            if not math.isfinite(value)
-            else "the loss of another process is not finite"
+            "the loss is NaN or infinite"
+            if flagged
+            else "the loss of another process is NaN or infinite"
         )
         raise NonFiniteLossError(
             f"Training stopped: {what} {where}. Try a lower learning rate "

@@ -22,9 +22,11 @@ their position), and the run still ends at the same final epoch and global step.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,21 +48,27 @@ from lightly_simmim.checkpoints import (
     CHECKPOINT_DIR,
     LAST_CHECKPOINT,
     AtomicCheckpointIO,
+    check_weights_fit,
     load_checkpoint,
+    model_weights,
     remove_stale_temporaries,
 )
-from lightly_simmim.config import Config, ConfigError, dump_config
+from lightly_simmim.config import Config, ConfigError, dump_config, load_config
 from lightly_simmim.data import TransformedDataset
+from lightly_simmim.data.memory import in_memory, stack_batch
 from lightly_simmim.evaluation.protocol import knn_evaluate
 from lightly_simmim.methods import PretrainMethod
-from lightly_simmim.runs import NothingToResumeError, load_run, run_dir
+from lightly_simmim.runs import NothingToResumeError, load_run, resume_changes, run_dir
 from lightly_simmim.trainer import build_trainer, csv_and_tensorboard, on_cpu
 
-__all__ = ["pretrain"]
+__all__ = ["pretrain", "train_loader"]
 
 
-def _checked_folder(config: Config, resume: bool) -> tuple[Path, Path]:
-    """The run folder and its ``last.ckpt``, if a new / resumed run may use them.
+def _checked_folder(
+    config: Config, resume: bool, checkpoint: Path | None
+) -> tuple[Path, Path]:
+    """The run folder and the checkpoint to resume from (``last.ckpt`` unless
+    another is given), if a new / resumed run may use them.
 
     Raises:
         NothingToResumeError: ``resume`` without a checkpoint.
@@ -68,6 +76,12 @@ def _checked_folder(config: Config, resume: bool) -> tuple[Path, Path]:
     """
     folder = run_dir(config)
     last = folder / CHECKPOINT_DIR / LAST_CHECKPOINT
+    if resume and checkpoint is not None:
+        if not checkpoint.is_file():
+            raise NothingToResumeError(
+                f"Checkpoint {str(checkpoint)!r} does not exist."
+            )
+        return folder, checkpoint
     if resume and not last.is_file():
         raise NothingToResumeError(
             f"Nothing to resume in {str(folder)!r}: there is no {CHECKPOINT_DIR}/"
@@ -93,8 +107,13 @@ def _callbacks(
         method.mean,
         method.std,
     )
+    trainer = config.trainer
+    # Read the NaN flag at every checkpoint step (and every log step) on GPUs.
+    check_every = math.gcd(
+        trainer.log_every_n_steps, trainer.checkpoint_every_n_steps or 0
+    )
     return [
-        StopOnNonFiniteLoss(),
+        StopOnNonFiniteLoss(check_every),
         RunSummary(folder),
         images,
         *checkpoint_callbacks(
@@ -105,20 +124,54 @@ def _callbacks(
     ]
 
 
+def train_loader(
+    config: Config, method: PretrainMethod, splits: Splits
+) -> DataLoader[Any]:
+    """The loader the loop trains on: in-memory batches augmented on the device where
+    the data and the method allow it (:mod:`lightly_simmim.data.memory`), else
+    per-image transforms in data loader workers.
+
+    Args:
+        config: The run config (``data`` section).
+        method: The method (its ``batch_augmentation`` / ``default_transform``).
+        splits: The run's datasets (``splits["train"]`` is used).
+
+    Returns:
+        The shuffled loader of full batches.
+    """
+    data = config.data
+    memory = None
+    if data.in_memory and method.batch_augmentation() is not None:
+        memory = in_memory(splits["train"])
+    if memory is not None:
+        # One uint8 tensor, a batch per index operation; the method crops, flips
+        # and normalises the batch on the training device (on_after_batch_transfer).
+        return DataLoader(
+            memory,
+            batch_size=data.batch_size,
+            shuffle=True,
+            drop_last=True,
+            collate_fn=stack_batch,
+            pin_memory=not on_cpu(config.trainer),
+        )
+    workers = data.num_workers
+    return DataLoader(
+        TransformedDataset(splits["train"], method.default_transform()),
+        batch_size=data.batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
+        pin_memory=not on_cpu(config.trainer),
+    )
+
+
 def _loaders(
     config: Config, method: PretrainMethod, splits: Splits
 ) -> tuple[DataLoader[Any], DataLoader[Any] | None]:
     """The training loader, and a validation loader for methods that validate."""
     data = config.data
-    loader = DataLoader(
-        TransformedDataset(splits["train"], method.default_transform()),
-        batch_size=data.batch_size,
-        shuffle=True,
-        drop_last=True,
-        num_workers=data.num_workers,
-        persistent_workers=data.num_workers > 0,
-        pin_memory=not on_cpu(config.trainer),
-    )
     val_loader = None
     if is_overridden("validation_step", method) and (
         config.eval.dataset in (None, data.dataset)
@@ -132,7 +185,7 @@ def _loaders(
             num_workers=data.num_workers,
             persistent_workers=data.num_workers > 0,
         )
-    return loader, val_loader
+    return train_loader(config, method, splits), val_loader
 
 
 def _check_one_batch(config: Config, splits: Splits, world_size: int) -> None:
@@ -147,6 +200,45 @@ def _check_one_batch(config: Config, splits: Splits, world_size: int) -> None:
         )
 
 
+def _resume_point(checkpoint: Path, method: PretrainMethod, folder: Path) -> str:
+    """Checks that ``checkpoint`` is one of this run's before anything uses it.
+
+    Lightning loads through our weights-only CheckpointIO, except in strategies with
+    their own loader (FSDP reads single-file checkpoints with a plain unpickler):
+    checking the file weights-only here covers those too.
+
+    Returns:
+        Where the run resumes, in words (``step 120, epoch 3``).
+
+    Raises:
+        CheckpointError: The file is corrupt, not a checkpoint of this package, or
+            of another architecture than the config describes.
+    """
+    loaded = load_checkpoint(checkpoint, mmap=True)
+    check_weights_fit(
+        model_weights(loaded, checkpoint),
+        method,
+        path=checkpoint,
+        described_by=repr(str(folder / "config.yaml")),
+    )
+    return f"step {loaded.get('global_step', '?')}, epoch {loaded.get('epoch', '?')}"
+
+
+def _announce_resume(
+    folder: Path, checkpoint: Path, where: str, changes: list[Any]
+) -> None:
+    changed = "; ".join(f"{key} {old!r} -> {new!r}" for key, old, new in changes)
+    print(
+        f"resuming {folder} from {checkpoint.name} ({where})"
+        + (
+            f" with changed settings, applied from this step on: {changed}"
+            if changes
+            else ""
+        ),
+        flush=True,
+    )
+
+
 def _fit(
     trainer: pl.Trainer,
     method: PretrainMethod,
@@ -154,11 +246,6 @@ def _fit(
     config: Config,
     checkpoint: Path | None,
 ) -> None:
-    if checkpoint is not None:
-        # Lightning loads through our weights-only CheckpointIO, except in strategies
-        # with their own loader (FSDP reads single-file checkpoints with a plain
-        # unpickler): checking the file weights-only first covers those too.
-        load_checkpoint(checkpoint, mmap=True)
     # Lightning unwraps a compiled module (checkpoint keys stay the plain ones).
     model: pl.LightningModule = (
         torch.compile(method) if config.trainer.compile else method  # type: ignore[assignment]
@@ -219,7 +306,12 @@ def _final_knn(
     return knn
 
 
-def pretrain(config: Config, resume: bool = False) -> Path:
+def pretrain(
+    config: Config,
+    resume: bool = False,
+    checkpoint: str | Path | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> Path:
     """Pretrains ``config.method`` and evaluates it with kNN at the end.
 
     On resume the run folder's ``config.yaml`` is the source of truth: pass the
@@ -230,10 +322,18 @@ def pretrain(config: Config, resume: bool = False) -> Path:
     With ``strategy: ddp`` Lightning starts the other ranks by running the same
     command again; everything here that writes files does so on global rank 0 only.
 
+    A resume first checks, before it writes anything, that the config changes only
+    settings in :data:`lightly_simmim.runs.RESUMABLE` (and says which it changes,
+    applied from the resumed step on) and that the checkpoint is one of this run's
+    architecture.
+
     Args:
         config: The resolved run config.
         resume: Continue from ``<run>/checkpoints/last.ckpt`` (optimiser, loop and
             step counters included) instead of starting fresh.
+        checkpoint: With ``resume``: continue from this checkpoint of the run
+            instead (an intact ``epoch=NNN.ckpt`` when ``last.ckpt`` is broken).
+        callbacks: More Lightning callbacks for the Trainer (a timer, a logger).
 
     Returns:
         The run folder.
@@ -241,20 +341,28 @@ def pretrain(config: Config, resume: bool = False) -> Path:
     Raises:
         NothingToResumeError: ``resume`` without a checkpoint in the run folder.
         FileExistsError: Not ``resume``, but the run folder already has a checkpoint.
+        CheckpointError: The checkpoint is corrupt or of another architecture.
         NonFiniteLossError: The loss became NaN or infinite.
         ConfigError, DatasetNotFoundError, CorruptImageError: Bad settings or data.
     """
     started = time.perf_counter()
-    folder, last = _checked_folder(config, resume)
+    given = None if checkpoint is None else Path(checkpoint)
+    folder, last = _checked_folder(config, resume, given)
+    changes = []
+    if resume:  # refused changes fail here, before anything is written
+        changes = resume_changes(load_config(folder / "config.yaml"), config)
     method_settings(config)  # an unknown method or option fails here, at once
     pl.seed_everything(config.seed, workers=True, verbose=False)
     splits = dataset_splits(config)
     method = build_method(config)
+    if config.trainer.activation_checkpointing:
+        method.set_grad_checkpointing(True)
+    where = _resume_point(last, method, folder) if resume else ""
     trainer = build_trainer(
         config.trainer,
         max_epochs=config.trainer.epochs,
         max_steps=config.trainer.max_steps,
-        callbacks=_callbacks(config, folder, method, splits),
+        callbacks=[*_callbacks(config, folder, method, splits), *callbacks],
         default_root_dir=folder,
         gradient_clip_val=config.optim.clip_grad,
         accumulate_grad_batches=config.optim.accumulate_grad_batches,
@@ -266,6 +374,7 @@ def pretrain(config: Config, resume: bool = False) -> Path:
     if trainer.is_global_zero:
         if resume:
             remove_stale_temporaries(folder / CHECKPOINT_DIR)
+            _announce_resume(folder, last, where, changes)
         dump_config(config, folder / "config.yaml")
     _fit(trainer, method, loaders, config, last if resume else None)
     if not trainer.is_global_zero:

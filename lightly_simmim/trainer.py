@@ -20,8 +20,34 @@ from pytorch_lightning.plugins import CheckpointIO
 from pytorch_lightning.strategies import DDPStrategy, Strategy
 
 from lightly_simmim.config import ConfigError, TrainerConfig
+from lightly_simmim.devices import resolve_precision
 
-__all__ = ["build_trainer", "csv_and_tensorboard", "lightning_strategy", "on_cpu"]
+__all__ = [
+    "build_trainer",
+    "csv_and_tensorboard",
+    "device_type",
+    "lightning_strategy",
+    "on_cpu",
+    "precision_of",
+]
+
+
+def device_type(trainer: TrainerConfig) -> str:
+    """``"cpu"``, ``"cuda"`` or ``"mps"``: where ``auto`` / the accelerator trains."""
+    accelerator = trainer.accelerator
+    if accelerator in ("gpu", "cuda"):
+        return "cuda"
+    if accelerator != "auto":
+        return accelerator
+    if torch.cuda.is_available():
+        return "cuda"
+    return "mps" if torch.backends.mps.is_available() else "cpu"
+
+
+def precision_of(trainer: TrainerConfig) -> str:
+    """The Lightning precision of a trainer section (``auto`` resolved, see
+    :mod:`lightly_simmim.devices`)."""
+    return resolve_precision(trainer.precision, device_type(trainer))
 
 
 def on_cpu(trainer: TrainerConfig) -> bool:
@@ -113,7 +139,7 @@ def build_trainer(
             devices=config.devices,
             num_nodes=config.num_nodes,
             strategy=lightning_strategy(config.strategy),
-            precision=config.precision,
+            precision=precision_of(config),  # type: ignore[arg-type]
             max_epochs=max_epochs,
             max_steps=-1 if max_steps is None else max_steps,
             gradient_clip_val=gradient_clip_val,

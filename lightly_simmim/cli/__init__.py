@@ -18,7 +18,14 @@ import os
 import sys
 from collections.abc import Sequence
 
-from lightly_simmim.cli import benchmark, evaluate, export, listing, pretrain
+from lightly_simmim.cli import (
+    benchmark,
+    evaluate,
+    export,
+    listing,
+    pretrain,
+    throughput,
+)
 from lightly_simmim.cli.common import (
     DEFAULT_CONFIG,
     EXIT_DIVERGED,
@@ -41,7 +48,7 @@ __all__ = [
 TRACEBACK_VARIABLE = "LIGHTLY_SIMMIM_TRACEBACK"
 
 # In the order `lightly-simmim --help` lists them.
-_COMMANDS = (pretrain, evaluate, benchmark, export, listing)
+_COMMANDS = (pretrain, evaluate, benchmark, throughput, export, listing)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,6 +23,7 @@ import torch
 from lightly.utils.benchmarking import OnlineLinearClassifier
 from torch import Tensor, nn
 
+from lightly_simmim.batch_transforms import BatchRandomResizedCrop
 from lightly_simmim.masking import process_seed
 from lightly_simmim.methods.interface import (
     ImageTransform,
@@ -49,7 +50,7 @@ class PretrainMethod(OptimizedModule, ABC):
     """A self-supervised pretraining method (implements :class:`Method`).
 
     Subclasses set :attr:`Settings`, implement :meth:`build_encoder`,
-    :meth:`_build_modules`, :meth:`_method_loss`, :meth:`forward`,
+    :meth:`_build_modules`, :meth:`method_loss`, :meth:`forward`,
     :attr:`feature_dim`, :meth:`_own_transform` and :meth:`timm_encoder`, and may
     override :meth:`reconstruct_batch` and :meth:`_no_weight_decay`. They do not
     override ``__init__``: it checks the shared arguments, calls
@@ -135,6 +136,7 @@ class PretrainMethod(OptimizedModule, ABC):
         self.seed = seed
         self.head_factory, self.loss_factory = head, loss
         self.transform_factory = transform
+        self._augment: BatchRandomResizedCrop | None = None
         # Random generators of the method's own draws, one per device; created on
         # first use, when the process knows its rank.
         self._generators: dict[str, torch.Generator] = {}
@@ -191,7 +193,7 @@ class PretrainMethod(OptimizedModule, ABC):
         """Creates the method's modules around ``encoder``; settings are set."""
 
     @abstractmethod
-    def _method_loss(self, views: list[Tensor]) -> tuple[Tensor, Tensor | None]:
+    def method_loss(self, views: list[Tensor]) -> tuple[Tensor, Tensor | None]:
         """The method's loss of one batch.
 
         Args:
@@ -265,6 +267,41 @@ class PretrainMethod(OptimizedModule, ABC):
         """``{"mean": [...], "std": [...]}`` in lightly's transform format."""
         return {"mean": list(self.mean), "std": list(self.std)}
 
+    def batch_augmentation(self) -> BatchRandomResizedCrop | None:
+        """The pretraining augmentation per batch on the device, or None.
+
+        A method whose augmentation is a crop, a flip and a normalisation returns
+        it here; the loop then holds an in-memory dataset as one uint8 tensor and
+        augments each batch on the training device (:meth:`on_after_batch_transfer`).
+        None (the default, and BYOL's colour augmentations) keeps the per-image
+        :meth:`default_transform` in data loader workers.
+        """
+        return None
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Activation checkpointing in the timm encoder's blocks, where it has any."""
+        setter = getattr(self.timm_encoder(), "set_grad_checkpointing", None)
+        if callable(setter):
+            setter(enable)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Augments an in-memory batch on its device: uint8 images -> one view.
+
+        Batches of the per-image path (lists of views) pass unchanged.
+        """
+        images = batch[0] if isinstance(batch, (tuple, list)) else None
+        if not isinstance(images, Tensor) or images.dtype != torch.uint8:
+            return batch
+        if self._augment is None:
+            self._augment = self.batch_augmentation()
+        if self._augment is None:
+            raise TypeError(
+                f"{type(self).__name__} got an in-memory uint8 batch but has no "
+                "batch_augmentation(); use the per-image data path."
+            )
+        views = [self._augment(images, self._generator(images.device))]
+        return views, batch[1]
+
     # ----------------------------------------------------------------- training
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
@@ -280,7 +317,7 @@ class PretrainMethod(OptimizedModule, ABC):
         """
         views, labels = batch
         batch_size = len(views[0])
-        loss, features = self._method_loss(views)
+        loss, features = self.method_loss(views)
         self.log("train_loss", loss, prog_bar=True, batch_size=batch_size)
         trainer = self._trainer  # None when called outside a Trainer
         if trainer is not None and trainer.optimizers:
@@ -348,6 +385,33 @@ class PretrainMethod(OptimizedModule, ABC):
         generator = torch.Generator(device=device)
         generator.manual_seed(self.seed)
         return generator
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: Any,
+        gradient_clip_val: int | float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Clips the norm of the model's own gradients, not the online classifier's.
+
+        The official SimMIM code clips the model's parameters; the online classifier
+        is a probe added here, whose gradients must not scale the model's step. Under
+        FSDP (whose sharded parameters need its own clipping) Lightning clips all.
+        """
+        if not gradient_clip_val:
+            return
+        if "fsdp" in type(self.trainer.strategy).__name__.lower():
+            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+            return
+        own = [
+            param
+            for name, param in self.named_parameters()
+            if param.grad is not None and not name.startswith("online_classifier.")
+        ]
+        if gradient_clip_algorithm in (None, "norm"):
+            torch.nn.utils.clip_grad_norm_(own, float(gradient_clip_val))
+        else:
+            torch.nn.utils.clip_grad_value_(own, float(gradient_clip_val))
 
     def no_weight_decay(self) -> set[str]:
         """Full names of parameters without weight decay.

@@ -145,7 +145,7 @@ class BYOLMethod(PretrainMethod):
             projection: Tensor = self.projection_head_momentum(features)
         return projection
 
-    def _method_loss(self, views: list[Tensor]) -> tuple[Tensor, Tensor | None]:
+    def method_loss(self, views: list[Tensor]) -> tuple[Tensor, Tensor | None]:
         if len(views) < 2:
             raise ValueError(
                 f"byol needs two views per image (BYOLTransform), got {len(views)}."

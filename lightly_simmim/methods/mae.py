@@ -21,6 +21,7 @@ from lightly.transforms import MAETransform
 from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
+from lightly_simmim.batch_transforms import BatchRandomResizedCrop
 from lightly_simmim.encoders import create_timm_model
 from lightly_simmim.encoders.base import prepare_timm_model, square_size
 from lightly_simmim.methods.base import PretrainMethod
@@ -201,7 +202,7 @@ class MAEMethod(PretrainMethod):
         patch_mask.scatter_(1, masked, True)  # (B, N)
         return idx_keep, patch_mask
 
-    def _predict(self, images: Tensor, idx_keep: Tensor) -> Tensor:
+    def _predict(self, images: Tensor, idx_keep: Tensor) -> tuple[Tensor, Tensor]:
         """Encodes the kept patches and predicts the pixels of every patch.
 
         Args:
@@ -209,11 +210,13 @@ class MAEMethod(PretrainMethod):
             idx_keep: (B, prefix + num_keep) sequence indices to encode.
 
         Returns:
-            (B, N, patch_size**2 * C) predicted patches, in lightly's patchify order.
+            ((B, N, patch_size**2 * C) predicted patches, in lightly's patchify
+            order; (B, D) mean of the encoded kept patch tokens).
         """
         batch = images.shape[0]
-        tokens = self.backbone.encode(images, idx_keep=idx_keep)  # (B, K, D)
-        tokens = self.decoder_embed(tokens)  # (B, K, D_dec)
+        encoded = self.backbone.encode(images, idx_keep=idx_keep)  # (B, K, D)
+        pooled = encoded[:, self.num_prefix_tokens :].mean(dim=1)  # (B, D)
+        tokens = self.decoder_embed(encoded)  # (B, K, D_dec)
         # Full sequence of mask tokens with the encoded tokens put back in place.
         sequence = self.decoder.mask_token.to(tokens.dtype).expand(
             batch, self.decoder.sequence_length, -1
@@ -222,21 +225,35 @@ class MAEMethod(PretrainMethod):
         decoded = self.decoder.decode(self.decoder.add_pos_embed(sequence))
         # Predict pixels for patch tokens only: (B, N, D_dec) -> (B, N, p * p * C).
         prediction: Tensor = self.decoder_pred(decoded[:, self.num_prefix_tokens :])
-        return prediction
+        return prediction, pooled
 
-    def _method_loss(self, views: list[Tensor]) -> tuple[Tensor, Tensor | None]:
+    def method_loss(self, views: list[Tensor]) -> tuple[Tensor, Tensor | None]:
         images = views[0]  # (B, C, H, W)
         idx_keep, patch_mask = self._random_masking(
             len(images), self._generator(images.device), images.device
         )
-        prediction = self._predict(images, idx_keep)  # (B, N, p * p * C)
+        prediction, pooled = self._predict(images, idx_keep)  # (B, N, p * p * C)
         target = patchify(images, self.patch_size)  # (B, N, p * p * C)
         if self.settings.norm_pix_loss:
             target = normalize_mean_var(target, dim=-1)
         per_patch = (prediction - target).pow(2).mean(dim=-1)  # (B, N)
         weight = patch_mask.to(per_patch.dtype)
         loss = (per_patch * weight).sum() / weight.sum()  # masked patches only
-        return loss, None
+        # The online classifier reads the encoded visible patches (as lightly's MAE
+        # benchmark does): no second forward of the whole image.
+        return loss, pooled
+
+    def batch_augmentation(self) -> BatchRandomResizedCrop | None:
+        """MAETransform's crop (area 0.2-1) and flip, per batch on the device."""
+        if self.transform_factory is not None:
+            return None
+        return BatchRandomResizedCrop(
+            self.input_size,
+            scale=(0.2, 1.0),
+            mean=self.mean,
+            std=self.std,
+            in_chans=self.in_chans,
+        )
 
     def _own_transform(self) -> ViewTransform:
         """lightly's ``MAETransform``: crop (0.2-1), flip, normalise; one view."""
@@ -263,7 +280,7 @@ class MAEMethod(PretrainMethod):
         idx_keep, patch_mask = self._random_masking(
             batch, self._fixed_generator(images.device), images.device
         )
-        prediction = self._predict(images, idx_keep)  # (B, N, p * p * C)
+        prediction, _ = self._predict(images, idx_keep)  # (B, N, p * p * C)
         if self.settings.norm_pix_loss:
             target = patchify(images, self.patch_size)
             mean = target.mean(dim=-1, keepdim=True)

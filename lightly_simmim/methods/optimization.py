@@ -126,12 +126,14 @@ class OptimizedModule(pl.LightningModule):
             eps=settings.eps,
             momentum=settings.momentum,
         )
+        # As the official code: warmup and minimum rates scale like the peak, and
+        # the cosine runs over all steps with the warmup inside it.
         scheduler = create_scheduler(
             optimizer,
             self.schedule_settings,
             steps_per_epoch=self.steps_per_epoch,
             total_steps=self.total_steps,
-            warmup_prefix=True,
+            scale=self.global_batch_size / settings.base_batch_size,
         )
         return {
             "optimizer": optimizer,

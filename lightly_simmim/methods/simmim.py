@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
+from lightly_simmim.batch_transforms import BatchRandomResizedCrop
 from lightly_simmim.encoders import from_timm
 from lightly_simmim.encoders.base import MaskedEncoder, TimmMaskedEncoder
 from lightly_simmim.heads import SimMIMPredictionHead
@@ -110,6 +111,13 @@ class SimMIMMethod(PretrainMethod):
         else:
             loss = self.loss_factory()
         self.model = SimMIM(encoder, head=head, loss=loss)
+        # Masked positions per image of the feature map, where every position is
+        # wholly masked or not (cells a multiple of the stride): the head and loss
+        # then run on those positions only (see SimMIM.loss_and_features).
+        self.num_masked: int | None = None
+        if settings.mask_patch_size % encoder.encoder_stride == 0:
+            per_cell = (settings.mask_patch_size // encoder.encoder_stride) ** 2
+            self.num_masked = self.mask_generator.num_masked_cells * per_cell
 
     def reseed_masks(self, step: int) -> None:
         """Restarts the mask streams for a run starting at ``step``."""
@@ -131,13 +139,32 @@ class SimMIMMethod(PretrainMethod):
         features: Tensor = self.encoder(images)
         return features
 
-    def _method_loss(self, views: list[Tensor]) -> tuple[Tensor, Tensor | None]:
+    def method_loss(self, views: list[Tensor]) -> tuple[Tensor, Tensor | None]:
         images = views[0]  # (B, C, H, W)
         # Drawn here rather than in data loader workers: on the GPU, from this
         # rank's own seeded stream.
         mask = self.mask_generator(len(images), device=images.device)  # (B, h, w)
-        loss: Tensor = self.model(images, mask)
-        return loss, None
+        loss, features = self.model.loss_and_features(images, mask, self.num_masked)
+        # The online classifier reads the masked image's pooled feature map (the
+        # features this step computes anyway): no second forward.
+        return loss, features.mean(dim=(2, 3))  # (B, D)
+
+    def batch_augmentation(self) -> BatchRandomResizedCrop | None:
+        """SimMIMTransform's crop (area 0.67-1) and flip, per batch on the device."""
+        if self.transform_factory is not None:
+            return None
+        return BatchRandomResizedCrop(
+            self.input_size,
+            scale=(0.67, 1.0),
+            mean=self.mean,
+            std=self.std,
+            in_chans=self.in_chans,
+        )
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Activation checkpointing in the encoder's blocks (memory for compute)."""
+        if isinstance(self.encoder, TimmMaskedEncoder):
+            self.encoder.set_grad_checkpointing(enable)
 
     def _own_transform(self) -> ViewTransform:
         """:class:`~lightly_simmim.SimMIMTransform`: crop (0.67-1), flip, normalise."""

@@ -1,6 +1,7 @@
 """The ``lightly-simmim`` parser: commands, help texts, arguments, ``list``.
 
-All in this process: ``main`` / ``build_parser`` are called directly.
+All in this process: ``main`` (the ``run_main`` fixture) and ``build_parser`` are
+called directly.
 """
 
 from __future__ import annotations
@@ -9,29 +10,24 @@ import re
 import shlex
 import subprocess
 import sys
+from collections.abc import Callable
 
 import pytest
 
-from lightly_simmim.cli import DEFAULT_CONFIG, build_parser, main
+from lightly_simmim.cli import DEFAULT_CONFIG, build_parser
 from lightly_simmim.config import shipped_configs
 
-COMMANDS = ("pretrain", "evaluate", "benchmark", "export", "list")
+COMMANDS = ("pretrain", "evaluate", "benchmark", "export", "list", "throughput")
 
 
-def _main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Runs ``lightly-simmim ARGS`` in-process: (exit status, stdout, stderr)."""
-    try:
-        code = main(list(args))
-    except SystemExit as exit_:  # argparse: --help and usage errors
-        code = int(exit_.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+# run_main(*args) -> (exit status, stdout, stderr): the CLI in this process.
+RunMain = Callable[..., tuple[int, str, str]]
 
 
 def test_main__help_lists_every_command_and_no_demo(
-    capsys: pytest.CaptureFixture[str],
+    run_main: RunMain,
 ) -> None:
-    code, out, _ = _main(capsys, "--help")
+    code, out, _ = run_main("--help")
     assert code == 0
     for command in COMMANDS:  # "    NAME  help", or NAME alone on its line
         assert re.search(rf"^    {command}\b", out, flags=re.M), command
@@ -39,10 +35,8 @@ def test_main__help_lists_every_command_and_no_demo(
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_command__has_help_with_description(
-    capsys: pytest.CaptureFixture[str], command: str
-) -> None:
-    code, out, err = _main(capsys, command, "--help")
+def test_command__has_help_with_description(run_main: RunMain, command: str) -> None:
+    code, out, err = run_main(command, "--help")
     assert (code, err) == (0, "")
     assert out.startswith(f"usage: lightly-simmim {command}")
     # The description is printed after the usage, before the options.
@@ -60,24 +54,24 @@ def test_command__has_help_with_description(
     ],
 )
 def test_command__help_names_its_options(
-    capsys: pytest.CaptureFixture[str], command: str, words: tuple[str, ...]
+    run_main: RunMain, command: str, words: tuple[str, ...]
 ) -> None:
-    code, out, _ = _main(capsys, command, "--help")
+    code, out, _ = run_main(command, "--help")
     assert code == 0
     for word in words:
         assert word in out, word
 
 
 def test_main__unknown_command_exits_2_with_argparse_message(
-    capsys: pytest.CaptureFixture[str],
+    run_main: RunMain,
 ) -> None:
-    code, _, err = _main(capsys, "pretrian")
+    code, _, err = run_main("pretrian")
     assert code == 2
     assert "invalid choice: 'pretrian'" in err and "Traceback" not in err
 
 
-def test_main__no_command_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = _main(capsys)
+def test_main__no_command_exits_2(run_main: RunMain) -> None:
+    code, _, err = run_main()
     assert code == 2
     assert "the following arguments are required: COMMAND" in err
 
@@ -108,16 +102,16 @@ def test_evaluate__parses_protocol_options() -> None:
     assert args.output == "r.json" and args.overrides == []
 
 
-def test_benchmark__requires_a_config(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = _main(capsys, "benchmark")
+def test_benchmark__requires_a_config(run_main: RunMain) -> None:
+    code, _, err = run_main("benchmark")
     assert code == 2
     assert "the following arguments are required: --config" in err
 
 
 def test_list__shows_groups_datasets_and_configs(
-    capsys: pytest.CaptureFixture[str],
+    run_main: RunMain,
 ) -> None:
-    code, out, _ = _main(capsys, "list")
+    code, out, _ = run_main("list")
     assert code == 0
     sections = ["methods:", "transforms:", "heads:", "losses:", "encoders:"]
     sections += ["datasets:", "configs:"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 from unittest import mock
 
@@ -41,29 +42,12 @@ BATCH = 4
 NUM_CLASSES = 3
 MEAN, STD = [0.286], [0.353]
 
-_TINY_VIT = {
-    "in_chans": 1,
-    "img_size": INPUT_SIZE,
-    "patch_size": 8,
-    "embed_dim": 32,
-    "depth": 1,
-    "num_heads": 2,
-}
-_TINY_RESNET = {
-    "in_chans": 1,
-    "layers": [1, 1, 1, 1],
-    "channels": (8, 16, 32, 64),
-    "stem_width": 8,
-    # timm zero-initialises the last norm of each residual branch, which blocks the
-    # gradient of the branch at step 0; the gradient check below wants it flowing.
-    "zero_init_last": False,
-}
-
-# name -> (timm name, encoder kwargs, small method options, number of views,
-#          parameters without weight decay, parameters with weight decay)
+# name -> (encoder family of the shared tiny models (conftest.py), small method
+#          options, number of views, parameters without weight decay, parameters
+#          with weight decay)
 TINY: dict[str, dict[str, Any]] = {
     "simmim": {
-        "encoder": ("vit_tiny_patch16_224", _TINY_VIT),
+        "encoder": "vit",
         "options": {"mask_patch_size": 16},
         "views": 1,
         "no_decay": [
@@ -77,14 +61,14 @@ TINY: dict[str, dict[str, Any]] = {
         ],
     },
     "mae": {
-        "encoder": ("vit_tiny_patch16_224", _TINY_VIT),
+        "encoder": "vit",
         "options": {"decoder_dim": 16, "decoder_depth": 1, "decoder_num_heads": 2},
         "views": 1,
         "no_decay": ["decoder.mask_token", "backbone.vit.cls_token"],
         "decay": ["decoder_pred.weight", "backbone.vit.patch_embed.proj.weight"],
     },
     "byol": {
-        "encoder": ("resnet18", _TINY_RESNET),
+        "encoder": "resnet",
         "options": {
             "projection_hidden_dim": 32,
             "projection_dim": 16,
@@ -105,34 +89,47 @@ def _spec(name: str) -> dict[str, Any]:
     return TINY[name]
 
 
-def _build(
-    name: str,
-    *,
-    num_classes: int | None = NUM_CLASSES,
-    optim: OptimizerSettings | None = None,
-    schedule: ScheduleSettings | None = None,
-    batch_size: int = BATCH,
-    seed: int = 0,
-    **options: Any,
-) -> PretrainMethod:
-    spec = _spec(name)
-    cls = registry.get("methods", name)
-    encoder_name, encoder_kwargs = spec["encoder"]
-    settings = from_dict(cls.Settings, {**spec["options"], **options}, "method.")
-    method: PretrainMethod = cls(
-        cls.build_encoder(encoder_name, dict(encoder_kwargs)),
-        settings,
-        input_size=INPUT_SIZE,
-        in_chans=1,
-        batch_size_per_device=batch_size,
-        mean=MEAN,
-        std=STD,
-        num_classes=num_classes,
-        optimizer=optim,
-        schedule=schedule,
-        seed=seed,
-    )
-    return method
+# tiny_timm_kwargs(family, *, img_size=32, in_chans=3, **overrides) -> (name, kwargs)
+TinyKwargs = Callable[..., tuple[str, dict[str, Any]]]
+# build(name, *, num_classes=3, optim=None, schedule=None, batch_size=4, seed=0,
+#       **method options) -> the method on a tiny grayscale encoder
+Build = Callable[..., PretrainMethod]
+
+
+@pytest.fixture
+def build(tiny_timm_kwargs: TinyKwargs) -> Build:
+    def create(
+        name: str,
+        *,
+        num_classes: int | None = NUM_CLASSES,
+        optim: OptimizerSettings | None = None,
+        schedule: ScheduleSettings | None = None,
+        batch_size: int = BATCH,
+        seed: int = 0,
+        **options: Any,
+    ) -> PretrainMethod:
+        spec = _spec(name)
+        cls = registry.get("methods", name)
+        encoder = cls.build_encoder(
+            *tiny_timm_kwargs(spec["encoder"], img_size=INPUT_SIZE, in_chans=1)
+        )
+        settings = from_dict(cls.Settings, {**spec["options"], **options}, "method.")
+        method: PretrainMethod = cls(
+            encoder,
+            settings,
+            input_size=INPUT_SIZE,
+            in_chans=1,
+            batch_size_per_device=batch_size,
+            mean=MEAN,
+            std=STD,
+            num_classes=num_classes,
+            optimizer=optim,
+            schedule=schedule,
+            seed=seed,
+        )
+        return method
+
+    return create
 
 
 def _images(count: int, mode: str = "L") -> list[Image.Image]:
@@ -230,10 +227,12 @@ def test_methods__builtins_registered() -> None:
 
 
 @pytest.mark.parametrize("name", METHODS)
-def test_method__two_trainer_steps_update_every_parameter(name: str) -> None:
+def test_method__two_trainer_steps_update_every_parameter(
+    name: str, build: Build
+) -> None:
     torch.manual_seed(0)
     # Constant rate without warmup so every update is visible after two steps.
-    method = _build(name, schedule=ScheduleSettings(name="constant", warmup_epochs=0))
+    method = build(name, schedule=ScheduleSettings(name="constant", warmup_epochs=0))
     before = {n: p.detach().clone() for n, p in method.named_parameters()}
 
     recorder = _fit(method, labels=[i % NUM_CLASSES for i in range(2 * BATCH)])
@@ -258,8 +257,8 @@ def test_method__two_trainer_steps_update_every_parameter(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", METHODS)
-def test_method__forward_features_and_timm_encoder(name: str) -> None:
-    method = _build(name).eval()
+def test_method__forward_features_and_timm_encoder(name: str, build: Build) -> None:
+    method = build(name).eval()
     images = torch.randn(BATCH, 1, INPUT_SIZE, INPUT_SIZE)
     features = method(images)
     assert features.shape == (BATCH, method.feature_dim)
@@ -270,8 +269,8 @@ def test_method__forward_features_and_timm_encoder(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", METHODS)
-def test_method__default_transform_views(name: str) -> None:
-    method = _build(name)
+def test_method__default_transform_views(name: str, build: Build) -> None:
+    method = build(name)
     transform = method.default_transform()
     for image in (_images(1)[0], _images(1, mode="RGB")[0]):  # RGB -> 1 channel
         views = transform(image)
@@ -281,8 +280,8 @@ def test_method__default_transform_views(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", METHODS)
-def test_method__eval_transform_resizes_and_normalises(name: str) -> None:
-    transform = _build(name).eval_transform()
+def test_method__eval_transform_resizes_and_normalises(name: str, build: Build) -> None:
+    transform = build(name).eval_transform()
     assert isinstance(transform, EvalTransform)
     black = Image.new("RGB", (40, 56))  # RGB, non-square -> (1, 32, 32)
     out = transform(black)
@@ -291,8 +290,8 @@ def test_method__eval_transform_resizes_and_normalises(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", METHODS)
-def test_method__reconstruct_batch(name: str) -> None:
-    method = _build(name).eval()
+def test_method__reconstruct_batch(name: str, build: Build) -> None:
+    method = build(name).eval()
     images = torch.randn(BATCH, 1, INPUT_SIZE, INPUT_SIZE)
     result = method.reconstruct_batch(images)
     if name == "byol":
@@ -311,10 +310,10 @@ def test_method__reconstruct_batch(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", METHODS)
-def test_method__weight_decay_groups(name: str) -> None:
+def test_method__weight_decay_groups(name: str, build: Build) -> None:
     spec = _spec(name)
     optim = OptimizerSettings(weight_decay=0.05)
-    method = _build(name, optim=optim)
+    method = build(name, optim=optim)
     optimizer = _optimizer_of(method)
     params = dict(method.named_parameters())
     decay_of = {
@@ -334,13 +333,18 @@ def test_method__weight_decay_groups(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", METHODS)
-def test_method__schedule_and_batch_scaling_come_from_the_trainer(name: str) -> None:
-    base_lr, base_batch, warmup_lr, min_lr = 1e-3, 2, 1e-6, 1e-5
-    method = _build(
+def test_method__schedule_and_batch_scaling_come_from_the_trainer(
+    name: str, build: Build
+) -> None:
+    base_lr, base_batch, base_warmup, base_min = 1e-3, 2, 1e-6, 1e-5
+    method = build(
         name,
         optim=OptimizerSettings(base_lr=base_lr, base_batch_size=base_batch),
         schedule=ScheduleSettings(
-            name="cosine", warmup_epochs=1.5, warmup_lr=warmup_lr, min_lr=min_lr
+            name="cosine",
+            warmup_epochs=1.5,
+            base_warmup_lr=base_warmup,
+            base_min_lr=base_min,
         ),
     )
     labels = [i % NUM_CLASSES for i in range(4 * BATCH)]  # 4 batches per epoch
@@ -349,15 +353,18 @@ def test_method__schedule_and_batch_scaling_come_from_the_trainer(name: str) -> 
         method, labels, max_epochs=3, max_steps=-1, accumulate_grad_batches=2
     )
     assert method.global_batch_size == BATCH * 1 * 2  # per device x devices x acc.
-    peak = base_lr * method.global_batch_size / base_batch
+    # All three rates scale with the global batch, as in the official code.
+    scale = method.global_batch_size / base_batch
+    peak, warmup_lr, min_lr = base_lr * scale, base_warmup * scale, base_min * scale
     assert method.learning_rate == pytest.approx(peak)
     assert (method.steps_per_epoch, method.total_steps) == (2, 6)
 
-    # The formulas, written out: linear warmup, then cosine to min_lr over the rest.
+    # The formulas, written out: linear warmup, and the cosine to min_lr over all
+    # six steps with the warmup inside it (timm's CosineLRScheduler, as official).
     def expected(step: int) -> float:
         if step < 3:
             return warmup_lr + (peak - warmup_lr) * step / 3
-        return min_lr + 0.5 * (peak - min_lr) * (1 + math.cos(math.pi * (step - 3) / 3))
+        return min_lr + 0.5 * (peak - min_lr) * (1 + math.cos(math.pi * step / 6))
 
     # Lightning logs a rate per accumulated batch; one per optimiser step counts.
     per_step = recorder.rates
@@ -366,12 +373,12 @@ def test_method__schedule_and_batch_scaling_come_from_the_trainer(name: str) -> 
         assert rates == pytest.approx([expected(step)] * len(rates)), step
 
 
-def test_method__multistep_and_constant_schedules() -> None:
+def test_method__multistep_and_constant_schedules(build: Build) -> None:
     labels = [0] * (10 * BATCH)  # 10 steps per epoch
     schedule = ScheduleSettings(
         name="multistep", warmup_epochs=0, milestones=[2, 4], gamma=0.5
     )
-    method = _build("simmim", schedule=schedule)
+    method = build("simmim", schedule=schedule)
     rates = _fit(method, labels, max_epochs=5, max_steps=-1).rates
     peak = OptimizerSettings().base_lr * BATCH / OptimizerSettings().base_batch_size
     head = [step[0] for step in rates]
@@ -380,27 +387,30 @@ def test_method__multistep_and_constant_schedules() -> None:
         peak * 0.5
     )
     assert head[40] == pytest.approx(peak * 0.25)
-    constant = _build("simmim", schedule=ScheduleSettings(name="constant"))
+    constant = build("simmim", schedule=ScheduleSettings(name="constant"))
     head = [
         step[0] for step in _fit(constant, labels, max_epochs=2, max_steps=-1).rates
     ]
     assert head[10:] == pytest.approx([peak] * 10)  # after one epoch of warmup
-    assert head[0] == pytest.approx(ScheduleSettings().warmup_lr)
+    scale = BATCH / OptimizerSettings().base_batch_size
+    assert head[0] == pytest.approx(ScheduleSettings().base_warmup_lr * scale)
 
 
 @pytest.mark.parametrize("name", METHODS)
-def test_method__online_classifier_only_with_classes(name: str) -> None:
-    assert _build(name, num_classes=None).online_classifier is None
-    method = _build(name, num_classes=NUM_CLASSES)
+def test_method__online_classifier_only_with_classes(name: str, build: Build) -> None:
+    assert build(name, num_classes=None).online_classifier is None
+    method = build(name, num_classes=NUM_CLASSES)
     assert method.online_classifier is not None
     head = method.online_classifier.classification_head
     assert (head.in_features, head.out_features) == (method.feature_dim, NUM_CLASSES)
 
 
 @pytest.mark.parametrize("name", ["simmim", "byol"])
-def test_method__unlabelled_samples_skip_the_classifier(name: str) -> None:
+def test_method__unlabelled_samples_skip_the_classifier(
+    name: str, build: Build
+) -> None:
     torch.manual_seed(0)
-    method = _build(name)
+    method = build(name)
     views = [
         torch.randn(BATCH, 1, INPUT_SIZE, INPUT_SIZE)
         for _ in range(_spec(name)["views"])
@@ -435,48 +445,50 @@ def test_method__unknown_setting_names_nearest_key(name: str) -> None:
     ],
 )
 def test_simmim__impossible_mask_settings_raise(
-    options: dict[str, Any], match: str
+    options: dict[str, Any], match: str, build: Build
 ) -> None:
     with pytest.raises(ValueError, match=match):
-        _build("simmim", **options)
+        build("simmim", **options)
 
 
-def test_mae__impossible_settings_raise() -> None:
+def test_mae__impossible_settings_raise(
+    build: Build, tiny_timm_kwargs: TinyKwargs
+) -> None:
     with pytest.raises(ValueError, match=re.escape("mask_ratio=0.99 keeps 0 of 16")):
-        _build("mae", mask_ratio=0.99)
+        build("mae", mask_ratio=0.99)
     with pytest.raises(ConfigError, match=re.escape("'method.mask_ratio' = 1.0 must")):
-        _build("mae", mask_ratio=1.0)
+        build("mae", mask_ratio=1.0)
     with pytest.raises(
         ValueError, match=r"decoder_dim \(16\) .* decoder_num_heads \(3\)"
     ):
-        _build("mae", decoder_num_heads=3)
+        build("mae", decoder_num_heads=3)
     with pytest.raises(ValueError, match="VisionTransformer"):
-        registry.get("methods", "mae").build_encoder("resnet18", {})
+        registry.get("methods", "mae").build_encoder(*tiny_timm_kwargs("resnet"))
 
 
-def test_method__masks_follow_the_seed() -> None:
+def test_method__masks_follow_the_seed(build: Build) -> None:
     images = [torch.randn(BATCH, 1, INPUT_SIZE, INPUT_SIZE)]
 
     def first_loss(name: str, seed: int) -> float:
         torch.manual_seed(0)  # same weights; only the mask seed differs
-        method = _build(name, seed=seed).eval()
+        method = build(name, seed=seed).eval()
         with torch.no_grad():
-            return float(method._method_loss(images)[0])
+            return float(method.method_loss(images)[0])
 
     for name in ("simmim", "mae"):
         assert first_loss(name, 0) == first_loss(name, 0)
         assert first_loss(name, 0) != first_loss(name, 1)
 
 
-def test_method__resumed_run_does_not_replay_the_first_masks() -> None:
+def test_method__resumed_run_does_not_replay_the_first_masks(build: Build) -> None:
     images = [torch.randn(BATCH, 1, INPUT_SIZE, INPUT_SIZE)]
 
     def first_loss(name: str, start_step: int) -> float:
         torch.manual_seed(0)  # same weights; only the stream differs
-        method = _build(name).eval()
+        method = build(name).eval()
         method.reseed_masks(start_step)  # what on_train_start does
         with torch.no_grad():
-            return float(method._method_loss(images)[0])
+            return float(method.method_loss(images)[0])
 
     for name in ("simmim", "mae"):
         fresh = first_loss(name, 0)
@@ -485,8 +497,8 @@ def test_method__resumed_run_does_not_replay_the_first_masks() -> None:
         assert first_loss(name, 40) != fresh  # but not a replay of step 0
 
 
-def test_byol__momentum_rises_from_base_to_one() -> None:
-    method = _build("byol", momentum_base=0.9)
+def test_byol__momentum_rises_from_base_to_one(build: Build) -> None:
+    method = build("byol", momentum_base=0.9)
     labels = [0] * (3 * BATCH)
     _fit(method, labels, max_epochs=1, max_steps=-1)  # the schedule is 3 steps long
     assert method.total_steps == 3
@@ -500,20 +512,20 @@ def test_byol__momentum_rises_from_base_to_one() -> None:
             global_step.return_value = step
             assert method.momentum == pytest.approx(expected)  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match=r"'method.momentum_base' = 1.5 must be in"):
-        _build("byol", momentum_base=1.5)
+        build("byol", momentum_base=1.5)
 
 
-def test_byol__lars_from_timm() -> None:
+def test_byol__lars_from_timm(build: Build) -> None:
     optim = OptimizerSettings(optimizer="lars", weight_decay=1.5e-6)
-    optimizer = _optimizer_of(_build("byol", optim=optim))
+    optimizer = _optimizer_of(build("byol", optim=optim))
     assert type(optimizer).__name__ == "Lars"
 
 
-def test_method__bad_shared_arguments_raise() -> None:
+def test_method__bad_shared_arguments_raise(tiny_timm_kwargs: TinyKwargs) -> None:
     with pytest.raises(SettingError, match="'optimizer' = 'adamx' must be a timm"):
         OptimizerSettings(optimizer="adamx")
     cls = registry.get("methods", "simmim")
-    encoder = cls.build_encoder(*TINY["simmim"]["encoder"])
+    encoder = cls.build_encoder(*tiny_timm_kwargs("vit", in_chans=1))
     kwargs: dict[str, Any] = {
         "input_size": INPUT_SIZE,
         "in_chans": 1,
@@ -527,7 +539,9 @@ def test_method__bad_shared_arguments_raise() -> None:
         cls(encoder, {"mask_ratio": 0.5}, mean=MEAN, std=STD, **kwargs)
     with pytest.raises(ValueError, match="has no pluggable head"):
         registry.get("methods", "mae")(
-            registry.get("methods", "mae").build_encoder(*TINY["mae"]["encoder"]),
+            registry.get("methods", "mae").build_encoder(
+                *tiny_timm_kwargs("vit", in_chans=1)
+            ),
             head=nn.Identity,
             mean=MEAN,
             std=STD,
@@ -535,14 +549,14 @@ def test_method__bad_shared_arguments_raise() -> None:
         )
 
 
-def test_method__every_builtin_is_a_method() -> None:
+def test_method__every_builtin_is_a_method(build: Build) -> None:
     for name in ("simmim", "mae", "byol"):
-        assert isinstance(_build(name), Method)
+        assert isinstance(build(name), Method)
 
 
-def test_method__imagenet_statistics_for_rgb() -> None:
+def test_method__imagenet_statistics_for_rgb(tiny_timm_kwargs: TinyKwargs) -> None:
     cls = registry.get("methods", "mae")
-    encoder = cls.build_encoder("vit_tiny_patch16_224", {**_TINY_VIT, "in_chans": 3})
+    encoder = cls.build_encoder(*tiny_timm_kwargs("vit", in_chans=3))
     method = cls(
         encoder,
         cls.Settings(decoder_dim=16, decoder_depth=1, decoder_num_heads=2),
