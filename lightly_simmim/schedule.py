@@ -1,11 +1,14 @@
 """Learning-rate schedules on timm's schedulers, stepped per optimiser update.
 
 One module serves pretraining, fine-tuning and the linear probe: linear warmup from
-``warmup_lr``, then a cosine to ``min_lr``, multistep decays by ``gamma``, or a
-constant rate, built from timm's ``CosineLRScheduler`` / ``MultiStepLRScheduler``
-with ``t_in_epochs=False``. timm's schedulers are also what applies layer-wise LR
-decay: timm's optimiser factory only stores an ``lr_scale`` in each parameter group,
-and ``Scheduler.update_groups`` multiplies the rate by it.
+the warmup rate, then a cosine to the minimum rate over all steps (the warmup inside
+it, as timm's scheduler and the official SimMIM code run it), multistep decays by
+``gamma``, or a constant rate, built from timm's ``CosineLRScheduler`` /
+``MultiStepLRScheduler`` with ``t_in_epochs=False``. Like the peak rate, the warmup
+and minimum rates are given per base batch size and scaled with the global batch
+(``scale``), as the official code scales all three. timm's schedulers are also what
+applies layer-wise LR decay: timm's optimiser factory only stores an ``lr_scale`` in
+each parameter group, and ``Scheduler.update_groups`` multiplies the rate by it.
 
 The schedule is a function of the step and its settings, nothing else:
 :class:`PerStepScheduler` keeps no state of its own in a checkpoint, so a resumed run
@@ -42,19 +45,20 @@ class ScheduleSettings(Checked):
     """Per-step learning-rate schedule with linear warmup.
 
     Attributes:
-        name: ``"cosine"`` (to ``min_lr``), ``"multistep"`` (times ``gamma`` at each
-            milestone) or ``"constant"``.
-        warmup_epochs: Epochs of linear warmup from ``warmup_lr`` (fractions work).
-        warmup_lr: Learning rate at step 0.
-        min_lr: Final learning rate of the cosine.
+        name: ``"cosine"`` (to the minimum rate), ``"multistep"`` (times ``gamma``
+            at each milestone) or ``"constant"``.
+        warmup_epochs: Epochs of linear warmup from the warmup rate (fractions work).
+        base_warmup_lr: Learning rate at step 0, per base batch size: scaled with
+            the global batch like ``base_lr``.
+        base_min_lr: Final learning rate of the cosine, per base batch size.
         milestones: Epochs at which multistep multiplies the rate by ``gamma``.
         gamma: The multistep factor.
     """
 
     name: ScheduleName = "cosine"
     warmup_epochs: float = setting(1.0, ge=0)
-    warmup_lr: float = setting(1e-6, ge=0)
-    min_lr: float = setting(1e-5, ge=0)
+    base_warmup_lr: float = setting(4e-6, ge=0)
+    base_min_lr: float = setting(4e-5, ge=0)
     milestones: list[int] = setting(default_factory=list, ge=0)
     gamma: float = setting(0.1, gt=0)
 
@@ -114,8 +118,8 @@ def create_scheduler(
         settings: The schedule.
         steps_per_epoch: Optimiser steps per epoch (after gradient accumulation).
         total_steps: Steps of the whole run (the end of the cosine).
-        scale: Factor applied to ``warmup_lr`` and ``min_lr`` (the batch scaling
-            of the peak, where those are given per base batch size).
+        scale: Factor of ``base_warmup_lr`` and ``base_min_lr``: the global batch /
+            the base batch size, the same scaling as the peak rate's.
         warmup_prefix: For the cosine: warmup first, then the cosine over the
             remaining steps; False runs the cosine over all steps with the warmup
             inside it (timm's default, and the official SimMIM code's).
@@ -132,7 +136,7 @@ def create_scheduler(
             f"and {total_steps}."
         )
     warmup = int(settings.warmup_epochs * steps_per_epoch)
-    warmup_lr = settings.warmup_lr * scale
+    warmup_lr = settings.base_warmup_lr * scale
     scheduler: Scheduler
     if settings.name == "cosine":
         # max(1, ...): timm needs a positive length; a run no longer than its
@@ -141,7 +145,7 @@ def create_scheduler(
         scheduler = CosineLRScheduler(
             optimizer,
             t_initial=max(1, length),
-            lr_min=settings.min_lr * scale,
+            lr_min=settings.base_min_lr * scale,
             warmup_t=warmup,
             warmup_lr_init=warmup_lr,
             warmup_prefix=warmup_prefix,

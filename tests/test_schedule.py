@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 
 import pytest
-import timm
 import torch
 from torch import nn
 
@@ -59,13 +59,13 @@ def test_create_scheduler__cosine_with_warmup(warmup_prefix: bool) -> None:
 
 
 def test_create_scheduler__scale_applies_to_warmup_and_min_lr() -> None:
-    settings = ScheduleSettings("cosine", 1, warmup_lr=1e-6, min_lr=1e-5)
+    settings = ScheduleSettings("cosine", 1, base_warmup_lr=1e-6, base_min_lr=1e-5)
     scheduler = create_scheduler(
         _optimizer(1.0), settings, steps_per_epoch=2, total_steps=4, scale=4.0
     )
     rates = _rates(scheduler, 5)
-    assert rates[0] == pytest.approx(4e-6)  # warmup_lr x scale
-    assert rates[4] == pytest.approx(4e-5)  # min_lr x scale at the end
+    assert rates[0] == pytest.approx(4e-6)  # base_warmup_lr x scale
+    assert rates[4] == pytest.approx(4e-5)  # base_min_lr x scale at the end
 
 
 def test_create_scheduler__multistep_decays_at_the_milestone_step() -> None:
@@ -80,7 +80,7 @@ def test_create_scheduler__multistep_decays_at_the_milestone_step() -> None:
 
 
 def test_create_scheduler__constant_after_warmup() -> None:
-    settings = ScheduleSettings("constant", 1, warmup_lr=0.0, milestones=[1])
+    settings = ScheduleSettings("constant", 1, base_warmup_lr=0.0, milestones=[1])
     scheduler = create_scheduler(
         _optimizer(0.2), settings, steps_per_epoch=5, total_steps=20
     )
@@ -121,17 +121,11 @@ def _vit_layer(name: str, depth: int) -> int:
     return 0  # patch_embed, cls_token, pos_embed
 
 
-def test_layer_decay__rates_in_effect_after_a_step_follow_the_formula() -> None:
+def test_layer_decay__rates_in_effect_after_a_step_follow_the_formula(
+    tiny_timm_model: Callable[..., nn.Module],
+) -> None:
     depth, decay, base = 3, 0.5, 0.08
-    model = timm.create_model(
-        "vit_tiny_patch16_224",
-        img_size=16,
-        patch_size=8,
-        embed_dim=16,
-        depth=depth,
-        num_heads=2,
-        num_classes=4,
-    )
+    model = tiny_timm_model("vit", img_size=16, depth=depth, num_classes=4)
     optimizer = create_optimizer(model, lr=base, layer_decay=decay)
     scheduler = create_scheduler(
         optimizer,

@@ -112,8 +112,8 @@ class FinetuneModule(pl.LightningModule):
         schedule = ScheduleSettings(
             name="cosine",
             warmup_epochs=recipe.warmup_epochs,
-            warmup_lr=recipe.base_warmup_lr,
-            min_lr=recipe.base_min_lr,
+            base_warmup_lr=recipe.base_warmup_lr,
+            base_min_lr=recipe.base_min_lr,
         )
         scheduler = create_scheduler(
             optimizer,

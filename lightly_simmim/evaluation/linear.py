@@ -126,8 +126,8 @@ def linear_probe(
             ScheduleSettings(
                 name="cosine",
                 warmup_epochs=recipe.warmup,
-                warmup_lr=0.0,
-                min_lr=0.0,
+                base_warmup_lr=0.0,
+                base_min_lr=0.0,
             ),
             steps_per_epoch=steps_per_epoch,
             total_steps=recipe.epochs * steps_per_epoch,
