@@ -36,6 +36,7 @@ from lightly_simmim.atomic import atomic_write, remove_stale_temporaries
 
 __all__ = [
     "CHECKPOINT_DIR",
+    "CONVERTED_KEY",
     "LAST_CHECKPOINT",
     "AtomicCheckpointIO",
     "CheckpointError",
@@ -50,6 +51,9 @@ __all__ = [
 CHECKPOINT_DIR = "checkpoints"
 #: File name of the newest checkpoint (refreshed every epoch and every N steps).
 LAST_CHECKPOINT = "last.ckpt"
+#: Marks a checkpoint converted from an official SimMIM file
+#: (``lightly-simmim convert --to run``): model weights only, nothing to resume.
+CONVERTED_KEY = "lightly_simmim_converted_from"
 
 
 class CheckpointError(ValueError):

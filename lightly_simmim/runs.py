@@ -20,10 +20,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from torch import Tensor
+
 from lightly_simmim.build import build_method
 from lightly_simmim.checkpoints import (
     CHECKPOINT_DIR,
+    CONVERTED_KEY,
     LAST_CHECKPOINT,
+    CheckpointError,
     check_weights_fit,
     load_checkpoint,
     model_weights,
@@ -34,10 +38,14 @@ from lightly_simmim.methods import PretrainMethod
 __all__ = [
     "RESUMABLE",
     "NothingToResumeError",
+    "announce_resume",
+    "checked_run_folder",
     "find_run",
     "load_config_for_resume",
+    "load_initial_weights",
     "load_run",
     "resume_changes",
+    "resume_point",
     "run_dir",
 ]
 
@@ -264,3 +272,104 @@ def resume_changes(
             f"{', '.join(RESUMABLE)}. Nothing was written."
         )
     return changes
+
+
+# -------------------------------------------------------- how a run starts
+
+
+def checked_run_folder(
+    config: Config, resume: bool, checkpoint: Path | None
+) -> tuple[Path, Path]:
+    """The run folder and the checkpoint to resume from (``last.ckpt`` unless
+    another is given), if a new / resumed run may use them.
+
+    Raises:
+        NothingToResumeError: ``resume`` without a checkpoint.
+        FileExistsError: A new run into a folder that holds a checkpoint.
+    """
+    folder = run_dir(config)
+    last = folder / CHECKPOINT_DIR / LAST_CHECKPOINT
+    if resume and checkpoint is not None:
+        if not checkpoint.is_file():
+            raise NothingToResumeError(
+                f"Checkpoint {str(checkpoint)!r} does not exist."
+            )
+        return folder, checkpoint
+    if resume and not last.is_file():
+        raise NothingToResumeError(
+            f"Nothing to resume in {str(folder)!r}: there is no {CHECKPOINT_DIR}/"
+            f"{LAST_CHECKPOINT} (the run stopped before its first checkpoint, or this "
+            "is not a run folder). Start it again without --resume."
+        )
+    if not resume and last.is_file():
+        raise FileExistsError(
+            f"Run folder {str(folder)!r} already holds a checkpoint. Continue it with "
+            f"`lightly-simmim pretrain --resume {folder}`, or start a new run with "
+            "--set name=<new name> (or another output_dir)."
+        )
+    return folder, last
+
+
+def resume_point(checkpoint: Path, folder: Path) -> tuple[str, dict[str, Tensor]]:
+    """Checks that ``checkpoint`` holds a training state of this package, before
+    anything else is built (check the weights against the model with
+    :func:`~lightly_simmim.checkpoints.check_weights_fit` once it is).
+
+    Lightning loads through our weights-only CheckpointIO, except in strategies with
+    their own loader (FSDP reads single-file checkpoints with a plain unpickler):
+    checking the file weights-only here covers those too.
+
+    Returns:
+        (where the run resumes, in words (``step 120, epoch 3``); the model weights,
+        memory-mapped).
+
+    Raises:
+        CheckpointError: The file is corrupt, not a checkpoint of this package, or
+            converted weights without a training state.
+    """
+    loaded = load_checkpoint(checkpoint, mmap=True)
+    if CONVERTED_KEY in loaded:
+        raise CheckpointError(
+            f"{str(checkpoint)!r} was converted from an official SimMIM checkpoint "
+            f"({loaded[CONVERTED_KEY]}): it holds weights, not a training state to "
+            f"resume. Continue pretraining from it with `lightly-simmim pretrain "
+            f"--config {folder / 'config.yaml'} --init-from {folder} --set name=NEW "
+            "data.root=...`."
+        )
+    where = f"step {loaded.get('global_step', '?')}, epoch {loaded.get('epoch', '?')}"
+    return where, model_weights(loaded, checkpoint)
+
+
+def load_initial_weights(method: PretrainMethod, source: str) -> None:
+    """Loads the weights of a run folder or checkpoint (``init_from``) into ``method``.
+
+    Raises:
+        FileNotFoundError: No run folder or checkpoint there.
+        CheckpointError: Not a checkpoint of this package, or another architecture.
+    """
+    _, checkpoint = find_run(source)
+    state = model_weights(load_checkpoint(checkpoint), checkpoint)
+    check_weights_fit(
+        state,
+        method,
+        path=checkpoint,
+        described_by="this run's config",
+        optional=("online_classifier.",),  # a probe: trained afresh
+    )
+    method.load_state_dict(state, strict=False)
+    print(f"initialised from {checkpoint}", flush=True)
+
+
+def announce_resume(
+    folder: Path, checkpoint: Path, where: str, changes: list[Any]
+) -> None:
+    changed = "; ".join(f"{key} {old!r} -> {new!r}" for key, old, new in changes)
+    print(
+        f"resuming {folder} from {checkpoint.name} ({where})"
+        + (
+            f" with changed settings, applied from this step on: {changed}"
+            if changes
+            else ""
+        ),
+        flush=True,
+    )

@@ -46,11 +46,8 @@ from lightly_simmim.callbacks import (
 )
 from lightly_simmim.checkpoints import (
     CHECKPOINT_DIR,
-    LAST_CHECKPOINT,
     AtomicCheckpointIO,
     check_weights_fit,
-    load_checkpoint,
-    model_weights,
     remove_stale_temporaries,
 )
 from lightly_simmim.config import Config, ConfigError, dump_config, load_config
@@ -58,43 +55,18 @@ from lightly_simmim.data import TransformedDataset
 from lightly_simmim.data.memory import in_memory, stack_batch
 from lightly_simmim.evaluation.protocol import knn_evaluate
 from lightly_simmim.methods import PretrainMethod
-from lightly_simmim.runs import NothingToResumeError, load_run, resume_changes, run_dir
+from lightly_simmim.runs import (
+    announce_resume,
+    checked_run_folder,
+    load_initial_weights,
+    load_run,
+    resume_changes,
+    resume_point,
+    run_dir,
+)
 from lightly_simmim.trainer import build_trainer, csv_and_tensorboard, on_cpu
 
 __all__ = ["pretrain", "train_loader"]
-
-
-def _checked_folder(
-    config: Config, resume: bool, checkpoint: Path | None
-) -> tuple[Path, Path]:
-    """The run folder and the checkpoint to resume from (``last.ckpt`` unless
-    another is given), if a new / resumed run may use them.
-
-    Raises:
-        NothingToResumeError: ``resume`` without a checkpoint.
-        FileExistsError: A new run into a folder that holds a checkpoint.
-    """
-    folder = run_dir(config)
-    last = folder / CHECKPOINT_DIR / LAST_CHECKPOINT
-    if resume and checkpoint is not None:
-        if not checkpoint.is_file():
-            raise NothingToResumeError(
-                f"Checkpoint {str(checkpoint)!r} does not exist."
-            )
-        return folder, checkpoint
-    if resume and not last.is_file():
-        raise NothingToResumeError(
-            f"Nothing to resume in {str(folder)!r}: there is no {CHECKPOINT_DIR}/"
-            f"{LAST_CHECKPOINT} (the run stopped before its first checkpoint, or this "
-            "is not a run folder). Start it again without --resume."
-        )
-    if not resume and last.is_file():
-        raise FileExistsError(
-            f"Run folder {str(folder)!r} already holds a checkpoint. Continue it with "
-            f"`lightly-simmim pretrain --resume {folder}`, or start a new run with "
-            "--set name=<new name> (or another output_dir)."
-        )
-    return folder, last
 
 
 def _callbacks(
@@ -198,45 +170,6 @@ def _check_one_batch(config: Config, splits: Splits, world_size: int) -> None:
             f"on each of {world_size} process(es); lower data.batch_size or raise "
             "data.limit_train."
         )
-
-
-def _resume_point(checkpoint: Path, method: PretrainMethod, folder: Path) -> str:
-    """Checks that ``checkpoint`` is one of this run's before anything uses it.
-
-    Lightning loads through our weights-only CheckpointIO, except in strategies with
-    their own loader (FSDP reads single-file checkpoints with a plain unpickler):
-    checking the file weights-only here covers those too.
-
-    Returns:
-        Where the run resumes, in words (``step 120, epoch 3``).
-
-    Raises:
-        CheckpointError: The file is corrupt, not a checkpoint of this package, or
-            of another architecture than the config describes.
-    """
-    loaded = load_checkpoint(checkpoint, mmap=True)
-    check_weights_fit(
-        model_weights(loaded, checkpoint),
-        method,
-        path=checkpoint,
-        described_by=repr(str(folder / "config.yaml")),
-    )
-    return f"step {loaded.get('global_step', '?')}, epoch {loaded.get('epoch', '?')}"
-
-
-def _announce_resume(
-    folder: Path, checkpoint: Path, where: str, changes: list[Any]
-) -> None:
-    changed = "; ".join(f"{key} {old!r} -> {new!r}" for key, old, new in changes)
-    print(
-        f"resuming {folder} from {checkpoint.name} ({where})"
-        + (
-            f" with changed settings, applied from this step on: {changed}"
-            if changes
-            else ""
-        ),
-        flush=True,
-    )
 
 
 def _fit(
@@ -347,17 +280,25 @@ def pretrain(
     """
     started = time.perf_counter()
     given = None if checkpoint is None else Path(checkpoint)
-    folder, last = _checked_folder(config, resume, given)
-    changes = []
-    if resume:  # refused changes fail here, before anything is written
+    folder, last = checked_run_folder(config, resume, given)
+    changes: list[tuple[str, object, object]] = []
+    where: str = ""
+    weights: dict[str, torch.Tensor] = {}
+    if resume:  # refused changes and checkpoints fail here, before anything else
         changes = resume_changes(load_config(folder / "config.yaml"), config)
+        where, weights = resume_point(last, folder)
     method_settings(config)  # an unknown method or option fails here, at once
     pl.seed_everything(config.seed, workers=True, verbose=False)
     splits = dataset_splits(config)
     method = build_method(config)
     if config.trainer.activation_checkpointing:
         method.set_grad_checkpointing(True)
-    where = _resume_point(last, method, folder) if resume else ""
+    if config.init_from is not None and not resume:
+        load_initial_weights(method, config.init_from)
+    if resume:  # a checkpoint of another architecture copied in
+        check_weights_fit(
+            weights, method, path=last, described_by=repr(str(folder / "config.yaml"))
+        )
     trainer = build_trainer(
         config.trainer,
         max_epochs=config.trainer.epochs,
@@ -374,7 +315,7 @@ def pretrain(
     if trainer.is_global_zero:
         if resume:
             remove_stale_temporaries(folder / CHECKPOINT_DIR)
-            _announce_resume(folder, last, where, changes)
+            announce_resume(folder, last, where, changes)
         dump_config(config, folder / "config.yaml")
     _fit(trainer, method, loaders, config, last if resume else None)
     if not trainer.is_global_zero:

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 from lightly_simmim.cli import (
     benchmark,
+    convert,
     evaluate,
     export,
     listing,
@@ -48,7 +49,7 @@ __all__ = [
 TRACEBACK_VARIABLE = "LIGHTLY_SIMMIM_TRACEBACK"
 
 # In the order `lightly-simmim --help` lists them.
-_COMMANDS = (pretrain, evaluate, benchmark, throughput, export, listing)
+_COMMANDS = (pretrain, evaluate, benchmark, throughput, export, convert, listing)
 
 
 def build_parser() -> argparse.ArgumentParser:

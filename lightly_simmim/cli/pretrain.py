@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from lightly_simmim.cli.common import (
@@ -75,6 +76,15 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
         "devices, optim.base_lr, schedule.*, data.root, ...; others are refused); "
         "not combinable with --config",
     )
+    parser.add_argument(
+        "--init-from",
+        metavar="RUN_OR_CHECKPOINT",
+        default=None,
+        help="start from the weights of this run folder or checkpoint (continued "
+        "pretraining, e.g. of `lightly-simmim convert --to run` output) with a new "
+        "optimiser and schedule; the config must describe the same model (sets "
+        "init_from)",
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -103,9 +113,17 @@ def run(args: argparse.Namespace) -> int:
                 "--config cannot be combined with --resume: a resumed run uses its "
                 "own config.yaml (change single values with --set)."
             )
+        if args.init_from is not None:
+            raise ConfigError(
+                "--init-from cannot be combined with --resume: a resumed run "
+                "continues from its own checkpoint."
+            )
         config = load_config_for_resume(args.resume, args.overrides)
     else:
-        config = load_config(args.config or DEFAULT_CONFIG, args.overrides)
+        overrides = list(args.overrides)
+        if args.init_from is not None:
+            overrides.append(f"init_from={json.dumps(str(args.init_from))}")
+        config = load_config(args.config or DEFAULT_CONFIG, overrides)
     resume = args.resume is not None
     # A checkpoint file (say an intact epoch=NNN.ckpt) instead of the run folder.
     checkpoint = args.resume if resume and Path(args.resume).is_file() else None

@@ -221,6 +221,9 @@ class Config(Checked):
     eval: EvalConfig = field(default_factory=EvalConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     seed: int = setting(0, ge=0, lt=2**32)
+    #: Start from the weights of this run folder or checkpoint (continued
+    #: pretraining, e.g. of a converted official checkpoint); None = fresh init.
+    init_from: str | None = None
     #: Run folder: ``output_dir/name``.
     output_dir: str = "runs"
     #: Name of the run folder; None = the method name. A plain folder name.

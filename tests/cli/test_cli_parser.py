@@ -17,7 +17,15 @@ import pytest
 from lightly_simmim.cli import DEFAULT_CONFIG, build_parser
 from lightly_simmim.config import shipped_configs
 
-COMMANDS = ("pretrain", "evaluate", "benchmark", "export", "list", "throughput")
+COMMANDS = (
+    "pretrain",
+    "evaluate",
+    "benchmark",
+    "export",
+    "convert",
+    "list",
+    "throughput",
+)
 
 
 # run_main(*args) -> (exit status, stdout, stderr): the CLI in this process.
