@@ -14,7 +14,17 @@ from lightly_simmim.cli.common import (
 
 # The names of lightly_simmim.throughput, repeated so that `--help` does not import
 # torch; tests check they agree.
-ROWS = ("simmim", "hf", "mae", "byol", "data", "loop")
+ROWS = (
+    "simmim",
+    "hf",
+    "mae",
+    "byol",
+    "data",
+    "loop",
+    "simmim-unfused",
+    "simmim-fullhead",
+)
+DEFAULT_ROWS = ROWS[:6]
 PRECISIONS = ("32", "bf16-mixed", "16-mixed", "auto")
 
 DESCRIPTION = f"""\
@@ -145,9 +155,11 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--rows",
         type=_rows,
-        default=ROWS,
+        default=DEFAULT_ROWS,
         metavar="ROW,...",
-        help=f"rows in table order (default: {','.join(ROWS)})",
+        help=f"rows in table order (default: {','.join(DEFAULT_ROWS)}; also "
+        "simmim-unfused (AdamW without its fused kernel) and simmim-fullhead (the "
+        "head on every position): what those two choices are worth)",
     )
     parser.add_argument(
         "--json", metavar="FILE", default=None, help="also write the report as JSON"

@@ -44,8 +44,10 @@ _CPU_VIT: dict[str, Any] = {
     "depth": 4,
     "num_heads": 4,
     # SimMIM trains patch tokens only (the class token is never a target), so the
-    # pooled features are the average of the patch tokens.
+    # pooled features are the average of the patch tokens; the final LayerNorm
+    # stays on every token before the head, as SimMIM pretrains.
     "global_pool": "avg",
+    "fc_norm": False,
 }
 
 

@@ -22,6 +22,7 @@ Example::
 """
 
 from lightly_simmim.throughput.measure import (
+    DEFAULT_ROWS,
     DEFAULT_TARGET,
     ROWS,
     ThroughputSettings,
@@ -30,6 +31,7 @@ from lightly_simmim.throughput.measure import (
 from lightly_simmim.throughput.report import RowResult, ThroughputReport
 
 __all__ = [
+    "DEFAULT_ROWS",
     "DEFAULT_TARGET",
     "ROWS",
     "RowResult",

@@ -160,8 +160,14 @@ def method_step(
     device: torch.device,
     precision: str,
     compile_loss: bool = False,
+    ablate: str | None = None,
 ) -> TrainStep:
     """The train step of this package's method as the pretraining loop runs it.
+
+    ``ablate`` turns one of the hot path's choices back, to show what it is worth
+    in the same run: ``"fused"`` steps AdamW with torch's default per-parameter
+    loop instead of its fused kernel; ``"masked-head"`` (SimMIM) runs the head and
+    loss on the whole image instead of the masked positions only.
 
     Args:
         name: The row's name.
@@ -170,6 +176,7 @@ def method_step(
         precision: ``"32"``, ``"bf16-mixed"`` or ``"16-mixed"``.
         compile_loss: ``torch.compile`` the loss computation (mask drawing,
             forward pass and loss, as in the ``hf`` row).
+        ablate: None, ``"fused"`` or ``"masked-head"`` (see above).
 
     Returns:
         The row.
@@ -180,6 +187,8 @@ def method_step(
     """
     torch.manual_seed(config.seed)
     method = build_method(config, with_classes=False).to(device).train()
+    if ablate == "masked-head":
+        method.num_masked = None  # type: ignore[assignment]  # SimMIM's attribute
     settings = config.optim
     # configure_optimizers' optimiser for one device without accumulation.
     lr = scaled_lr(settings.base_lr, config.data.batch_size, settings.base_batch_size)
@@ -191,6 +200,7 @@ def method_step(
         betas=settings.betas,
         eps=settings.eps,
         momentum=settings.momentum,
+        fused=False if ablate == "fused" else None,
     )
     views = _random_views(method, config.data.batch_size, device, config.seed)
     # What training_step minimises without the online classifier, which the
@@ -218,6 +228,13 @@ def method_step(
         parameters=parameter_count(method),
         notes=[
             f"{type(optimizer).__name__} as configured (lr {lr:.3g}, weight decay "
-            f"{settings.weight_decay}), gradient-norm clip {settings.clip_grad}"
+            f"{settings.weight_decay}, fused kernel "
+            f"{'on' if optimizer.defaults.get('fused') else 'off'}), gradient-norm "
+            f"clip {settings.clip_grad}"
+            + (
+                "; head and loss on every position"
+                if getattr(method, "num_masked", 0) is None
+                else ""
+            )
         ],
     )

@@ -17,7 +17,7 @@ from lightly_simmim.throughput import (
 )
 from lightly_simmim.throughput.loop import BatchTimer
 
-STEP_ROWS = ("simmim", "hf", "mae", "byol")
+STEP_ROWS = ("simmim", "hf", "mae", "byol", "simmim-unfused", "simmim-fullhead")
 TINY_VIT = {
     "img_size": 16,
     "patch_size": 4,
@@ -98,13 +98,18 @@ def _check_measured(report: ThroughputReport, rows: tuple[str, ...]) -> None:
 def test_measure_throughput__every_method_row_has_positive_numbers(
     tiny_benchmark: Path,
 ) -> None:
-    rows = ("simmim", "mae", "byol")
+    rows = ("simmim", "mae", "byol", "simmim-unfused", "simmim-fullhead")
     report = _measure(tiny_benchmark, rows)
     _check_measured(report, rows)
     markdown = report.to_markdown()
     for row in rows:
         assert f"\n| {row} | " in markdown
     assert report.setup.batch_size == 8 and report.setup.image_size == 16
+    notes = markdown.split("Notes:")[1]
+    # The ablations really turn their choice back (and only that).
+    assert "simmim: AdamW as configured" in notes and "fused kernel on" in notes
+    assert "simmim-unfused: AdamW" in notes and "fused kernel off" in notes
+    assert "head and loss on every position" in notes
     assert report.matmul_peak is not None and report.matmul_peak.dtype == "fp32"
 
 
