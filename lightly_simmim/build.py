@@ -8,17 +8,26 @@ here is special-cased for the built-ins, so a third-party plugin is used by name
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from typing import TypedDict, TypeVar, cast
 
 from torch.utils.data import Dataset, Subset
 
 from lightly_simmim import registry
 from lightly_simmim.config import Config, ConfigError, from_dict
-from lightly_simmim.data import DatasetNotFoundError, build_dataset, num_classes
-from lightly_simmim.encoders import MaskedEncoder
+from lightly_simmim.data import (
+    DatasetNotFoundError,
+    ImageDataset,
+    build_dataset,
+    num_classes,
+)
+from lightly_simmim.encoders import MaskedEncoder, TimmKwargs
 from lightly_simmim.encoders.init import simmim_vit_init_
-from lightly_simmim.methods import PretrainMethod
+from lightly_simmim.methods import (
+    HeadFactory,
+    LossFactory,
+    PretrainMethod,
+    TransformFactory,
+)
 
 __all__ = [
     "Splits",
@@ -29,12 +38,19 @@ __all__ = [
     "subset",
 ]
 
-LabelledDataset = Dataset[tuple[Any, int]]
-Splits = dict[str, LabelledDataset]
+Splits = dict[str, ImageDataset]
 """``"train"`` (pretraining images), ``"memory"`` and ``"test"`` (the evaluation's
 training and test splits), untransformed: ``(image, label)`` pairs."""
 
-_COMPONENT_GROUPS = {"head": "heads", "loss": "losses", "transform": "transforms"}
+_Sample = TypeVar("_Sample")
+
+
+class _Components(TypedDict):
+    """The pluggable components a config names; None = the method's own."""
+
+    head: HeadFactory | None
+    loss: LossFactory | None
+    transform: TransformFactory | None
 
 
 def method_class(config: Config) -> type[PretrainMethod]:
@@ -65,20 +81,29 @@ def method_settings(config: Config) -> object:
     return settings
 
 
-def _components(config: Config) -> dict[str, Any]:
+def _component(group: str, name: str | None) -> object:
+    return None if name is None else registry.get(group, name)
+
+
+def _components(config: Config) -> _Components:
     """``head`` / ``loss`` / ``transform`` classes the config names (None = own)."""
-    found: dict[str, Any] = {}
-    for kind, group in _COMPONENT_GROUPS.items():
-        name: str | None = getattr(config.method, kind)
-        found[kind] = None if name is None else registry.get(group, name)
-    return found
+    method = config.method
+    # An entry point's signature is its plugin's promise: only a call can check it
+    # (the method calls each as its ``HeadFactory`` etc. says).
+    return _Components(
+        head=cast(HeadFactory | None, _component("heads", method.head)),
+        loss=cast(LossFactory | None, _component("losses", method.loss)),
+        transform=cast(
+            TransformFactory | None, _component("transforms", method.transform)
+        ),
+    )
 
 
 def build_method(
     config: Config,
     *,
     with_classes: bool = True,
-    encoder_kwargs: Mapping[str, Any] | None = None,
+    encoder_kwargs: TimmKwargs | None = None,
 ) -> PretrainMethod:
     """Builds the method a config names, with a freshly initialised encoder.
 
@@ -129,7 +154,7 @@ def build_method(
     )
 
 
-def subset(dataset: LabelledDataset, limit: int | None) -> LabelledDataset:
+def subset(dataset: Dataset[_Sample], limit: int | None) -> Dataset[_Sample]:
     """``limit`` images spread evenly over ``dataset`` (all of it for None).
 
     Evenly spaced rather than the first ones: image folders are sorted by class, so
@@ -157,7 +182,7 @@ def dataset_splits(config: Config, train: bool = True) -> Splits:
     data = config.data
     eval_name = config.eval.dataset or data.dataset
 
-    def build(name: str, split_train: bool) -> LabelledDataset:
+    def build(name: str, split_train: bool) -> ImageDataset:
         try:
             dataset = build_dataset(
                 name,
@@ -172,7 +197,9 @@ def dataset_splits(config: Config, train: bool = True) -> Splits:
             raise DatasetNotFoundError(
                 f"{error} Point the config at the data with --set data.root=PATH."
             ) from error
-        return subset(dataset, data.limit_train if split_train else data.limit_eval)
+        # Without a transform a builder gives PIL images (the DatasetBuilder contract).
+        images = cast(ImageDataset, dataset)
+        return subset(images, data.limit_train if split_train else data.limit_eval)
 
     splits: Splits = {}
     if train:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -22,6 +21,7 @@ from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from torch import Tensor
 
 from lightly_simmim.checkpoints import CHECKPOINT_DIR, LAST_CHECKPOINT
+from lightly_simmim.data import ImageDataset
 from lightly_simmim.methods import Method, PretrainMethod
 from lightly_simmim.visualize import save_reconstruction_grid
 
@@ -134,8 +134,8 @@ class StopOnNonFiniteLoss(Callback):
         self,
         trainer: pl.Trainer,
         pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
+        outputs: object,
+        batch: object,
         batch_idx: int,
     ) -> None:
         """Adds this batch's loss (``outputs["loss"]`` or ``outputs``) to the flag."""
@@ -209,7 +209,7 @@ class ReconstructionImages(Callback):
 
     def __init__(
         self,
-        dataset: torch.utils.data.Dataset[tuple[Any, int]],
+        dataset: ImageDataset,
         folder: Path,
         every_n_epochs: int,
         mean: Sequence[float] | None,

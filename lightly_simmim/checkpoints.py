@@ -26,13 +26,16 @@ import pickle
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch import Tensor, nn
 
 from lightly_simmim.atomic import atomic_write, remove_stale_temporaries
+
+if TYPE_CHECKING:
+    from torch.serialization import MAP_LOCATION
 
 __all__ = [
     "CHECKPOINT_DIR",
@@ -61,8 +64,8 @@ class CheckpointError(ValueError):
 
 
 def load_checkpoint(
-    path: str | os.PathLike[str], map_location: Any = "cpu", mmap: bool = False
-) -> dict[str, Any]:
+    path: str | os.PathLike[str], map_location: MAP_LOCATION = "cpu", mmap: bool = False
+) -> dict[str, object]:
     """Loads a checkpoint with ``torch.load(weights_only=True)``.
 
     Args:
@@ -223,9 +226,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def save_checkpoint(
         self,
-        checkpoint: dict[str, Any],
+        checkpoint: dict[str, object],
         path: str | Path,
-        storage_options: Any | None = None,
+        storage_options: object = None,
     ) -> None:
         """Writes ``checkpoint`` to ``path`` atomically.
 
@@ -248,9 +251,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def load_checkpoint(
         self,
         path: str | Path,
-        map_location: Any | None = lambda storage, loc: storage,
+        map_location: MAP_LOCATION = lambda storage, loc: storage,
         weights_only: bool | None = None,
-    ) -> dict[str, Any]:
+    ) -> dict[str, object]:
         """Loads ``path`` with ``weights_only=True`` (the argument is ignored).
 
         Raises:

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
@@ -34,14 +34,16 @@ from lightly_simmim.runs import load_run
 __all__ = ["EXPORT_MARK", "export_paths", "export_timm"]
 
 
-def _timm_arguments(name: str, kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def _timm_arguments(
+    name: str, kwargs: Mapping[str, object]
+) -> tuple[str, dict[str, object]]:
     """The registered timm name and ``create_model`` kwargs that rebuild the encoder.
 
     Derived names (``swin_base_patch4_window6_192``) become the registered model plus
     size overrides; ``num_classes`` and ``pretrained`` are the caller's to choose.
     """
     registered, overrides = resolve_timm_name(name)
-    merged = {**overrides, **kwargs}
+    merged: dict[str, object] = {**overrides, **kwargs}
     for key in ("num_classes", "pretrained", "pretrained_cfg_overlay"):
         merged.pop(key, None)
     return registered, merged

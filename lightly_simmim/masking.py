@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -202,7 +201,7 @@ class SimMIMMaskGenerator:
         self.seed = seed
         self._generators.clear()
 
-    def __getstate__(self) -> dict[str, Any]:
+    def __getstate__(self) -> dict[str, object]:
         # Generators are per process; a worker builds its own from the seed.
         state = self.__dict__.copy()
         state["_generators"] = {}

@@ -121,6 +121,7 @@ def create_optimizer(
         The optimiser.
     """
     decay = None if layer_decay is None or layer_decay == 1.0 else layer_decay
+    # Keywords for the optimiser itself, which timm passes on untyped (**kwargs).
     extra: dict[str, Any] = {}
     if fused is None:
         fused = _can_fuse(optimizer, model)

@@ -39,7 +39,6 @@ import importlib
 import importlib.metadata
 import re
 import warnings
-from typing import Any
 
 __all__ = [
     "GROUPS",
@@ -72,7 +71,7 @@ _UNKNOWN_DISTRIBUTION = "<unknown distribution>"
 # (full group, name) -> loaded object, or the exception its import raised. Failures are
 # kept so that a broken module is not re-executed on every call (Python does not cache
 # failed imports); `refresh` clears both.
-_loaded: dict[tuple[str, str], Any] = {}
+_loaded: dict[tuple[str, str], object] = {}
 _failed: dict[tuple[str, str], Exception] = {}
 
 
@@ -229,7 +228,7 @@ def _discover(group: str) -> dict[str, importlib.metadata.EntryPoint]:
     }
 
 
-def _load(group: str, entry_point: importlib.metadata.EntryPoint) -> Any:
+def _load(group: str, entry_point: importlib.metadata.EntryPoint) -> object:
     """Imports one entry point, with caching of both success and failure.
 
     Raises:
@@ -257,8 +256,8 @@ def _load(group: str, entry_point: importlib.metadata.EntryPoint) -> Any:
     ) from error
 
 
-def _load_all(group: str, stacklevel: int) -> dict[str, Any]:
-    loaded: dict[str, Any] = {}
+def _load_all(group: str, stacklevel: int) -> dict[str, object]:
+    loaded: dict[str, object] = {}
     for name, entry_point in _discover(group).items():
         try:
             loaded[name] = _load(group, entry_point)
@@ -307,7 +306,7 @@ def describe(group: str) -> list[tuple[str, str, str]]:
     ]
 
 
-def items(group: str) -> dict[str, Any]:
+def items(group: str) -> dict[str, object]:
     """Loads every plugin of one group, skipping (with a warning) those that fail.
 
     Args:
@@ -348,7 +347,7 @@ def list_names(group: str) -> list[str]:
     return sorted(_load_all(_resolve_group(group), stacklevel=2))
 
 
-def get(group: str, name: str) -> Any:
+def get(group: str, name: str) -> object:
     """Loads one plugin by name, importing only that plugin.
 
     Args:

@@ -18,7 +18,6 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from torch import Tensor
 
@@ -33,6 +32,7 @@ from lightly_simmim.checkpoints import (
     model_weights,
 )
 from lightly_simmim.config import Config, ConfigError, load_config, to_dict
+from lightly_simmim.encoders import TimmKwargs
 from lightly_simmim.methods import PretrainMethod
 
 __all__ = [
@@ -111,7 +111,7 @@ def load_run(
     overrides: Sequence[str] = (),
     *,
     config: Config | None = None,
-    encoder_kwargs: Mapping[str, Any] | None = None,
+    encoder_kwargs: TimmKwargs | None = None,
 ) -> tuple[Config, PretrainMethod, Path, Path]:
     """Rebuilds a trained method from a run folder or one of its checkpoints.
 
@@ -224,7 +224,7 @@ RESUMABLE: tuple[str, ...] = (
 )
 
 
-def _flat(values: Mapping[str, Any], prefix: str = "") -> dict[str, object]:
+def _flat(values: Mapping[str, object], prefix: str = "") -> dict[str, object]:
     flat: dict[str, object] = {}
     for key, value in values.items():
         if isinstance(value, Mapping):
@@ -361,7 +361,10 @@ def load_initial_weights(method: PretrainMethod, source: str) -> None:
 
 
 def announce_resume(
-    folder: Path, checkpoint: Path, where: str, changes: list[Any]
+    folder: Path,
+    checkpoint: Path,
+    where: str,
+    changes: Sequence[tuple[str, object, object]],
 ) -> None:
     changed = "; ".join(f"{key} {old!r} -> {new!r}" for key, old, new in changes)
     print(

@@ -23,11 +23,13 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar, overload
 
 __all__ = ["Bounds", "Checked", "SettingError", "bounds_of", "check_bounds", "setting"]
 
 _BOUNDS = "lightly_simmim.bounds"
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -96,15 +98,37 @@ class SettingError(ValueError):
         super().__init__(f"'{name}' = {value!r} {requirement}.")
 
 
+@overload
 def setting(
-    default: Any = dataclasses.MISSING,
+    default: _T,
     *,
-    default_factory: Callable[[], Any] | Any = dataclasses.MISSING,
     ge: float | None = None,
     gt: float | None = None,
     le: float | None = None,
     lt: float | None = None,
-) -> Any:
+) -> _T: ...
+
+
+@overload
+def setting(
+    *,
+    default_factory: Callable[[], _T],
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+) -> _T: ...
+
+
+def setting(
+    default: object = dataclasses.MISSING,
+    *,
+    default_factory: Callable[[], object] | None = None,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+) -> object:
     """A dataclass field with an allowed range (checked by :func:`check_bounds`).
 
     Args:
@@ -120,12 +144,12 @@ def setting(
         and None (for optional fields) is always allowed.
     """
     metadata = {_BOUNDS: Bounds(ge=ge, gt=gt, le=le, lt=lt)}
-    if default_factory is not dataclasses.MISSING:
+    if default_factory is not None:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
 
 
-def bounds_of(field: dataclasses.Field[Any]) -> Bounds | None:
+def bounds_of(field: dataclasses.Field[object]) -> Bounds | None:
     """The range a field was declared with, or None."""
     bounds = field.metadata.get(_BOUNDS)
     return bounds if isinstance(bounds, Bounds) else None

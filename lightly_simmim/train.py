@@ -26,9 +26,9 @@ import math
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Literal, TypedDict
 
 import pytorch_lightning as pl
 import torch
@@ -66,7 +66,29 @@ from lightly_simmim.runs import (
 )
 from lightly_simmim.trainer import build_trainer, csv_and_tensorboard, on_cpu
 
-__all__ = ["pretrain", "train_loader"]
+__all__ = ["PeakMemory", "PretrainMetrics", "pretrain", "train_loader"]
+
+
+class PeakMemory(TypedDict):
+    """Peak memory of a training process (see ``_peak_memory``)."""
+
+    peak_memory_mb: float | None
+    peak_memory_kind: Literal["cuda_allocated", "cpu_max_rss"] | None
+
+
+class _RunMetrics(PeakMemory):
+    method: str
+    epoch: int
+    global_step: int
+    train_seconds: float
+    resumed: bool
+    global_batch_size: int | None
+
+
+class PretrainMetrics(_RunMetrics, total=False):
+    """``metrics.json`` of a run; ``knn`` only where ``eval.knn`` is on."""
+
+    knn: Mapping[str, object]
 
 
 def _callbacks(
@@ -98,7 +120,7 @@ def _callbacks(
 
 def train_loader(
     config: Config, method: PretrainMethod, splits: Splits
-) -> DataLoader[Any]:
+) -> DataLoader[object]:
     """The loader the loop trains on: in-memory batches augmented on the device where
     the data and the method allow it (:mod:`lightly_simmim.data.memory`), else
     per-image transforms in data loader workers.
@@ -141,7 +163,7 @@ def train_loader(
 
 def _loaders(
     config: Config, method: PretrainMethod, splits: Splits
-) -> tuple[DataLoader[Any], DataLoader[Any] | None]:
+) -> tuple[DataLoader[object], DataLoader[object] | None]:
     """The training loader, and a validation loader for methods that validate."""
     data = config.data
     val_loader = None
@@ -175,7 +197,7 @@ def _check_one_batch(config: Config, splits: Splits, world_size: int) -> None:
 def _fit(
     trainer: pl.Trainer,
     method: PretrainMethod,
-    loaders: tuple[DataLoader[Any], DataLoader[Any] | None],
+    loaders: tuple[DataLoader[object], DataLoader[object] | None],
     config: Config,
     checkpoint: Path | None,
 ) -> None:
@@ -199,7 +221,7 @@ def _fit(
         )
 
 
-def _peak_memory(device: torch.device) -> dict[str, Any]:
+def _peak_memory(device: torch.device) -> PeakMemory:
     """Peak memory of this process's training, for ``metrics.json``.
 
     On CUDA the most memory torch allocated on the device (its caching allocator
@@ -223,7 +245,7 @@ def _peak_memory(device: torch.device) -> dict[str, Any]:
 
 def _final_knn(
     trainer: pl.Trainer, method: PretrainMethod, config: Config, splits: Splits
-) -> dict[str, Any]:
+) -> Mapping[str, object]:
     evaluated = method
     if "fsdp" in str(config.trainer.strategy).lower():
         # FSDP leaves the module sharded; the saved checkpoint is complete.
@@ -320,15 +342,17 @@ def pretrain(
     _fit(trainer, method, loaders, config, last if resume else None)
     if not trainer.is_global_zero:
         return folder
-    metrics: dict[str, Any] = {
-        "method": config.method.name,
-        "epoch": trainer.current_epoch,
-        "global_step": trainer.global_step,
-        "train_seconds": round(time.perf_counter() - started, 1),
-        "resumed": resume,
-        "global_batch_size": method.global_batch_size,
-        **_peak_memory(trainer.strategy.root_device),
-    }
+    peak = _peak_memory(trainer.strategy.root_device)
+    metrics = PretrainMetrics(
+        method=config.method.name,
+        epoch=trainer.current_epoch,
+        global_step=trainer.global_step,
+        train_seconds=round(time.perf_counter() - started, 1),
+        resumed=resume,
+        global_batch_size=method.global_batch_size,
+        peak_memory_mb=peak["peak_memory_mb"],
+        peak_memory_kind=peak["peak_memory_kind"],
+    )
     if config.eval.knn:
         metrics["knn"] = _final_knn(trainer, method, config, splits)
     atomic_write(

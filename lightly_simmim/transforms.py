@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 import torch
 import torchvision.transforms.v2 as T
@@ -119,7 +118,9 @@ class ConvertChannels:
         in_chans: 1 or 3.
     """
 
-    def __init__(self, transform: Callable[[Any], list[Tensor]], in_chans: int) -> None:
+    def __init__(
+        self, transform: Callable[[ImageInput], list[Tensor]], in_chans: int
+    ) -> None:
         self.transform = transform
         self.in_chans = in_chans
 

@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Raises:
         SystemExit: From argparse, for ``--help`` and invalid arguments.
-        Exception: Any exception the table does not cover (a bug), and every one
+        Exception: An exception the table does not cover (a bug), and every one
             when ``LIGHTLY_SIMMIM_TRACEBACK`` is set.
     """
     arguments = list(sys.argv[1:] if argv is None else argv)

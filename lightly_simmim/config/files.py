@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,7 @@ def load_config(
         ConfigError: On a missing file, invalid YAML, unknown keys, wrong types or
             values out of range.
     """
-    values: dict[str, Any] = {}
+    values: dict[str, object] = {}
     if path is not None:
         values = read_yaml(resolve_config_path(path))
     given = copy.deepcopy(values)
@@ -56,8 +56,8 @@ def load_config(
 
 
 def _with_default_mappings(
-    given: dict[str, Any], values: dict[str, Any]
-) -> dict[str, Any]:
+    given: Mapping[str, object], values: dict[str, object]
+) -> dict[str, object]:
     """Fills in the typed defaults of the two mapping-valued settings.
 
     ``encoder.kwargs`` and the method's options are single values: a file that sets
@@ -75,7 +75,9 @@ def _with_default_mappings(
     """
     defaults = Config()
     encoder = values.get("encoder")
-    if isinstance(encoder, dict) and "kwargs" not in (given.get("encoder") or {}):
+    given_encoder = given.get("encoder")
+    file_sets_kwargs = isinstance(given_encoder, dict) and "kwargs" in given_encoder
+    if isinstance(encoder, dict) and not file_sets_kwargs:
         kwargs = encoder.get("kwargs") or {}
         if encoder.get("name", defaults.encoder.name) != defaults.encoder.name:
             encoder.setdefault("kwargs", {})  # another model: no default kwargs
@@ -91,7 +93,7 @@ def _with_default_mappings(
     return values
 
 
-def config_from_values(values: dict[str, Any]) -> Config:
+def config_from_values(values: Mapping[str, object]) -> Config:
     """A :class:`Config` from nested dicts as written in YAML (method options inline).
 
     Raises:
@@ -105,6 +107,9 @@ def config_from_values(values: dict[str, Any]) -> Config:
 
 def read_yaml(path: Path) -> dict[str, Any]:
     """Parses a YAML mapping with ``yaml.safe_load``.
+
+    The values are untyped, as ``yaml.safe_load`` returns them: the readers check
+    them key by key (:func:`~lightly_simmim.config.parse.from_dict`).
 
     Raises:
         ConfigError: If the file cannot be read, is not YAML or not a mapping.
@@ -152,7 +157,7 @@ def resolve_config_path(path: str | Path) -> Path:
     )
 
 
-def to_dict(config: Config) -> dict[str, Any]:
+def to_dict(config: Config) -> dict[str, object]:
     """The config as plain nested dicts, the method options inlined into ``method``."""
     values = dataclasses.asdict(config)
     method = values.pop("method")

@@ -13,7 +13,7 @@ import difflib
 import types
 import typing
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, TypeVar, Union
+from typing import Literal, TypeVar, Union
 
 import yaml
 
@@ -25,6 +25,7 @@ class ConfigError(ValueError):
 
 
 T = TypeVar("T")
+_Values = TypeVar("_Values", bound=dict[str, object])
 
 
 def _nearest(key: str, valid: Sequence[str]) -> str:
@@ -33,7 +34,7 @@ def _nearest(key: str, valid: Sequence[str]) -> str:
     return f"{hint} Valid keys: {', '.join(sorted(valid))}."
 
 
-def _type_name(tp: Any) -> str:
+def _type_name(tp: object) -> str:
     """``int``, ``float or null``, ``one of 'l1', 'l2'``, ... for messages."""
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
@@ -47,10 +48,10 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
-def _coerce(value: Any, tp: Any, where: str) -> Any:
+def _coerce(value: object, tp: object, where: str) -> object:
     """Checks ``value`` against the annotation ``tp``; converts int -> float."""
     origin = typing.get_origin(tp)
-    if tp is Any:
+    if tp is typing.Any:  # a plugin's untyped setting: taken as written
         return value
     if origin in (Union, types.UnionType):
         for option in typing.get_args(tp):
@@ -75,10 +76,10 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         raise ConfigError(
             f"'{where}' = {value!r} is not one of {', '.join(map(repr, choices))}."
         )
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
             raise ConfigError(f"'{where}' must be a mapping, got {value!r}.")
-        return from_dict(tp, value, prefix=f"{where}.")  # type: ignore[arg-type]
+        return from_dict(tp, value, prefix=f"{where}.")
     if origin is list:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"'{where}' must be a list, got {value!r}.")
@@ -106,7 +107,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     )
 
 
-def from_dict(cls: type[T], values: Mapping[str, Any], prefix: str = "") -> T:
+def from_dict(cls: type[T], values: Mapping[str, object], prefix: str = "") -> T:
     """Builds dataclass ``cls`` from a mapping, strictly.
 
     Args:
@@ -139,7 +140,7 @@ def from_dict(cls: type[T], values: Mapping[str, Any], prefix: str = "") -> T:
         ) from error
 
 
-def _parse_value(item: str, text: str) -> Any:
+def _parse_value(item: str, text: str) -> object:
     # YAML scalars: numbers, true/false, null, [lists] and {maps} work on the CLI.
     try:
         return yaml.safe_load(text)
@@ -150,7 +151,7 @@ def _parse_value(item: str, text: str) -> Any:
         ) from None
 
 
-def apply_overrides(values: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+def apply_overrides(values: _Values, overrides: Sequence[str]) -> _Values:
     """Applies ``section.key=value`` overrides to a nested dict (in place).
 
     Args:
@@ -172,7 +173,7 @@ def apply_overrides(values: dict[str, Any], overrides: Sequence[str]) -> dict[st
                 f"optim.base_lr=2e-4."
             )
         parts = key.strip().split(".")
-        node = values
+        node: dict[str, object] = values
         for part in parts[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
@@ -186,7 +187,7 @@ def apply_overrides(values: dict[str, Any], overrides: Sequence[str]) -> dict[st
 METHOD_KEYS = ("name", "head", "loss", "transform")
 
 
-def method_section(section: object) -> dict[str, Any]:
+def method_section(section: object) -> dict[str, object]:
     """The ``method`` section as written -> ``{name, head, loss, transform, options}``.
 
     YAML writes the method's options next to its name (``method: {name: simmim,

@@ -16,7 +16,7 @@ never combines, say, a 3-channel encoder with 1-channel data.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from lightly_simmim.evaluation.recipes import FinetuneRecipe
 from lightly_simmim.optim import OptimizerSettings
@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 #: The small ViT of the CPU default: 4x4 px tokens on 32x32 grayscale images.
-_CPU_VIT: dict[str, Any] = {
+_CPU_VIT: dict[str, object] = {
     "img_size": 32,
     "patch_size": 4,
     "in_chans": 1,
@@ -57,7 +57,7 @@ class EncoderConfig:
 
     name: str = "vit_tiny_patch16_224"
     #: Keyword arguments for ``timm.create_model`` (img_size, patch_size, depth, ...).
-    kwargs: dict[str, Any] = field(default_factory=lambda: dict(_CPU_VIT))
+    kwargs: dict[str, object] = field(default_factory=lambda: dict(_CPU_VIT))
     #: "timm": timm's initialisation; "simmim": the official SimMIM pretraining
     #: initialisation of the paper's ViT (trunc-normal std 0.02 cut at +-1 std; see
     #: lightly_simmim.encoders.init).
@@ -205,7 +205,7 @@ class MethodConfig:
     loss: str | None = None
     transform: str | None = None
     #: The method's own options, checked against its Settings dataclass.
-    options: dict[str, Any] = field(
+    options: dict[str, object] = field(
         default_factory=lambda: {"mask_patch_size": 8, "mask_ratio": 0.6}
     )
 

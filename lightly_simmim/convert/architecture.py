@@ -18,11 +18,12 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from torch import Tensor, nn
 
 from lightly_simmim.convert.errors import OfficialCheckpointError
+from lightly_simmim.encoders import TimmKwargs
 
 __all__ = [
     "Architecture",
@@ -59,7 +60,7 @@ class Architecture:
 
     family: Family
     timm_name: str
-    timm_kwargs: Mapping[str, Any]
+    timm_kwargs: TimmKwargs
     num_classes: int = 0
 
     @property
@@ -79,7 +80,7 @@ class Architecture:
         stages = len(self.timm_kwargs.get("depths", (1,)))
         return int(self.patch_size * 2 ** (stages - 1))
 
-    def with_kwargs(self, **changes: Any) -> Architecture:
+    def with_kwargs(self, **changes: object) -> Architecture:
         """A copy with some timm keyword arguments replaced."""
         return Architecture(
             self.family,
@@ -165,7 +166,7 @@ class FamilyConverter(ABC):
     def detect(
         self,
         state: Mapping[str, Tensor],
-        config: Mapping[str, Any] | None,
+        config: Mapping[str, object] | None,
         img_size: int | tuple[int, int] | None,
     ) -> Architecture:
         """Reads the architecture from tensor names and shapes.
@@ -196,9 +197,9 @@ class FamilyConverter(ABC):
         """
 
 
-def config_value(config: Mapping[str, Any] | None, *path: str) -> Any:
+def config_value(config: object, *path: str) -> object:
     """``config[path[0]][path[1]]...``, or None where the config has no such entry."""
-    node: Any = config
+    node = config
     for key in path:
         if not isinstance(node, Mapping) or key not in node:
             return None

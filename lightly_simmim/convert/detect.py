@@ -8,7 +8,6 @@ it, so a new family is one new converter module plus one line here.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from torch import Tensor
 
@@ -47,7 +46,7 @@ def detect_family(state: Mapping[str, Tensor]) -> Family | None:
 
 def detect_architecture(
     state: Mapping[str, Tensor],
-    config: Mapping[str, Any] | None = None,
+    config: Mapping[str, object] | None = None,
     *,
     img_size: int | tuple[int, int] | None = None,
 ) -> Architecture:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -57,7 +56,7 @@ class Conversion:
 
 
 def _loss_from_config(
-    config: Mapping[str, Any] | None,
+    config: Mapping[str, object] | None,
 ) -> tuple[SimMIMLoss, str | None]:
     """The paper's loss, with the normalised target if the config enables it.
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
 
 import timm
 from timm.models import adapt_input_conv
@@ -29,6 +28,7 @@ from lightly_simmim.convert.safe_load import (
     OfficialCheckpoint,
     read_official_checkpoint,
 )
+from lightly_simmim.encoders import TimmKwargs
 
 __all__ = [
     "ConvertedBackbone",
@@ -61,13 +61,15 @@ def build_timm_model(
     Returns:
         The timm model, in training mode.
     """
-    extra: dict[str, Any] = {"num_classes": num_classes}
+    arguments: dict[str, object] = {
+        **architecture.timm_kwargs,
+        "num_classes": num_classes,
+    }
     if drop_path_rate is not None:
-        extra["drop_path_rate"] = drop_path_rate
+        arguments["drop_path_rate"] = drop_path_rate
+    timm_kwargs: TimmKwargs = arguments
     model: nn.Module = timm.create_model(
-        architecture.timm_name,
-        pretrained=False,
-        **{**architecture.timm_kwargs, **extra},
+        architecture.timm_name, pretrained=False, **timm_kwargs
     )
     return model
 

@@ -50,7 +50,7 @@ def _config(conversion: Conversion, folder: Path, mask: tuple[int, float]) -> Co
         mean=None,  # ImageNet statistics, as the official code normalises
         std=None,
     )
-    options = {"mask_patch_size": mask[0], "mask_ratio": mask[1]}
+    options: dict[str, object] = {"mask_patch_size": mask[0], "mask_ratio": mask[1]}
     window = getattr(conversion.model.loss, "norm_target_window", None)
     if isinstance(window, int):
         options["norm_target_window"] = window

@@ -26,7 +26,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -60,7 +60,7 @@ class OfficialCheckpoint:
     """
 
     state_dict: Mapping[str, Tensor]
-    config: dict[str, Any] | None
+    config: dict[str, object] | None
     kind: CheckpointKind
     source: str
     epoch: int | None = None
@@ -95,8 +95,10 @@ def _stand_in(name: str) -> type:
     (dict items) and give attributes to (``BUILD`` state).
     """
 
-    def create(cls: type, *args: object, **kwargs: object) -> OrderedDict[Any, Any]:
-        node: OrderedDict[Any, Any] = OrderedDict()
+    def create(
+        cls: type, *args: object, **kwargs: object
+    ) -> OrderedDict[object, object]:
+        node: OrderedDict[object, object] = OrderedDict()
         node.__dict__[_GLOBAL_TAG] = name
         return node
 
@@ -126,7 +128,7 @@ def _load_inert(path: Path) -> object:
         )
     try:
         names, is_zip = _globals_in(path)
-        stand_ins: list[Callable[..., Any] | tuple[Callable[..., Any], str]] = [
+        stand_ins: list[Callable[..., object] | tuple[Callable[..., object], str]] = [
             (_stand_in(name), name) for name in names
         ]
         with torch.serialization.safe_globals(stand_ins):
@@ -156,7 +158,7 @@ def _unreadable(path: Path, error: Exception) -> OfficialCheckpointError:
     )
 
 
-def _plain(value: object) -> Any:
+def _plain(value: object) -> object:
     """Unpickled config data as plain dicts, lists and scalars."""
     if isinstance(value, Mapping):
         replaced = getattr(value, "__dict__", {}).get(_GLOBAL_TAG)
@@ -170,7 +172,9 @@ def _plain(value: object) -> Any:
     return value
 
 
-def _entries(raw: object, path: Path) -> tuple[Mapping[str, Any], object, int | None]:
+def _entries(
+    raw: object, path: Path
+) -> tuple[Mapping[str, object], object, int | None]:
     """The ``'model'`` state dict, the config entry and the epoch of a file."""
     if not isinstance(raw, Mapping):
         raise OfficialCheckpointError(
@@ -213,9 +217,10 @@ def read_official_checkpoint(path: str | os.PathLike[str]) -> OfficialCheckpoint
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Checkpoint {str(path)!r} does not exist.")
-    state, config, epoch = _entries(_load_inert(path), path)
-    not_tensors = [key for key, value in state.items() if not isinstance(value, Tensor)]
-    if not_tensors:
+    entries, config, epoch = _entries(_load_inert(path), path)
+    state = {key: value for key, value in entries.items() if isinstance(value, Tensor)}
+    if len(state) != len(entries):
+        not_tensors = [key for key in entries if key not in state]
         raise OfficialCheckpointError(
             f"{path} is not an official SimMIM checkpoint: its 'model' entries "
             f"{name_keys(not_tensors)} are not tensors."
@@ -230,10 +235,11 @@ def read_official_checkpoint(path: str | os.PathLike[str]) -> OfficialCheckpoint
                 f"{path}: tensors {name_keys(stray)} of a pretraining checkpoint are "
                 f"neither encoder.* nor decoder.* and map nowhere."
             )
+    # A config pickled as some other class than yacs' CfgNode stays unread.
     plain = _plain(config) if isinstance(config, Mapping) else None
     checkpoint = OfficialCheckpoint(
         state_dict=state,
-        config=plain,
+        config=plain if isinstance(plain, dict) else None,
         kind="pretrain" if is_pretrain else "finetune",
         source=str(path),
         epoch=epoch,

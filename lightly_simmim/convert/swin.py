@@ -26,8 +26,9 @@ import math
 import re
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any
 
+from timm.models.swin_transformer import WindowAttention
+from timm.models.swin_transformer_v2 import WindowAttention as WindowAttentionV2
 from torch import Tensor, nn
 
 from lightly_simmim.convert.architecture import (
@@ -140,7 +141,7 @@ class SwinConverter(FamilyConverter):
     def detect(
         self,
         state: Mapping[str, Tensor],
-        config: Mapping[str, Any] | None,
+        config: Mapping[str, object] | None,
         img_size: int | tuple[int, int] | None,
     ) -> Architecture:
         """The timm Swin arguments of the checkpoint's model (see the base class)."""
@@ -171,7 +172,7 @@ class SwinConverter(FamilyConverter):
         configured = config_value(config, "MODEL", section, "WINDOW_SIZE")
         # Stage 0 shows the window unless its map is smaller (then the config may).
         nominal = max(windows[0], configured if isinstance(configured, int) else 0)
-        kwargs: dict[str, Any] = {
+        kwargs: dict[str, object] = {
             "img_size": self._image_side(state, config, img_size, windows, nominal)
             * patch,
             "patch_size": patch,
@@ -210,7 +211,7 @@ class SwinConverter(FamilyConverter):
     def _image_side(
         self,
         state: Mapping[str, Tensor],
-        config: Mapping[str, Any] | None,
+        config: Mapping[str, object] | None,
         img_size: int | tuple[int, int] | None,
         windows: list[int],
         nominal: int,
@@ -237,7 +238,7 @@ class SwinConverter(FamilyConverter):
                 "split_rel_pos_bias applies to ViT checkpoints; Swin has one table "
                 "per block already."
             )
-        changes: dict[str, Any] = {}
+        changes: dict[str, object] = {}
         if overrides.img_size is not None:
             changes["img_size"] = overrides.img_size
         if overrides.window_size is not None:
@@ -296,7 +297,8 @@ class SwinConverter(FamilyConverter):
                 or not key.endswith("relative_position_bias_table")
             ):
                 continue
-            attention: Any = model.get_submodule(key.rsplit(".", 1)[0])
+            attention = model.get_submodule(key.rsplit(".", 1)[0])
+            assert isinstance(attention, (WindowAttention, WindowAttentionV2))
             src = window_from_table_rows(value.shape[0])
             dst = (int(attention.window_size[0]), int(attention.window_size[1]))
             mapped.tensors[key] = resize_bias_table(value, (src, src), dst)

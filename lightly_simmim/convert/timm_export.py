@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from safetensors.torch import save as safetensors_bytes
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
@@ -21,6 +21,7 @@ from lightly_simmim.atomic import atomic_write
 from lightly_simmim.convert.architecture import Overrides
 from lightly_simmim.convert.detect import detect_family
 from lightly_simmim.convert.mapping import Source, as_checkpoint, convert_backbone
+from lightly_simmim.encoders import TimmKwargs
 
 __all__ = ["TimmExport", "export_official_to_timm", "to_timm"]
 
@@ -30,7 +31,7 @@ class TimmExport(NamedTuple):
 
     timm_name: str
     """Registered timm model name."""
-    timm_kwargs: dict[str, Any]
+    timm_kwargs: TimmKwargs
     """``timm.create_model`` keyword arguments, ``num_classes`` included."""
     state_dict: dict[str, Tensor]
     """The model's full state dict (contiguous CPU copies)."""
@@ -80,7 +81,7 @@ def to_timm(
     )
     backbone = convert_backbone(as_checkpoint(source), overrides, include_classifier)
     classes = backbone.source.num_classes if include_classifier else 0
-    kwargs = {**backbone.target.timm_kwargs, "num_classes": classes}
+    kwargs: dict[str, object] = {**backbone.target.timm_kwargs, "num_classes": classes}
     if drop_path_rate is not None:
         kwargs["drop_path_rate"] = drop_path_rate
     # Copies: safetensors refuses views and shared storage, and the caller owns them.
@@ -91,12 +92,12 @@ def to_timm(
     return TimmExport(backbone.target.timm_name, kwargs, state)
 
 
-def _pretrained_cfg(kwargs: dict[str, Any]) -> dict[str, Any]:
+def _pretrained_cfg(kwargs: TimmKwargs) -> dict[str, object]:
     """timm's data and classifier config for the exported weights."""
     size = kwargs["img_size"]
     height, width = (size, size) if isinstance(size, int) else size
     channels = int(kwargs["in_chans"])
-    cfg: dict[str, Any] = {
+    cfg: dict[str, object] = {
         "num_classes": kwargs["num_classes"],
         "input_size": [channels, height, width],
         # The official evaluation: bicubic resize to size / 0.875, centre crop.

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
 
-from timm.layers import resample_abs_pos_embed
+from timm.layers import PatchEmbed, resample_abs_pos_embed
 from torch import Tensor, nn
 
 from lightly_simmim.convert.architecture import (
@@ -42,7 +41,7 @@ _CLASS_ROWS = 3
 
 
 def _token_grid(
-    state: Mapping[str, Tensor], config: Mapping[str, Any] | None, patch: int
+    state: Mapping[str, Tensor], config: Mapping[str, object] | None, patch: int
 ) -> int | None:
     """The side of the (square) token grid, from the tables or the config."""
     table = state.get(_SHARED_TABLE, state.get(_BLOCK_TABLE.format(0)))
@@ -57,7 +56,7 @@ def _token_grid(
     return int(size) // patch if isinstance(size, int) else None
 
 
-def _num_heads(state: Mapping[str, Tensor], config: Mapping[str, Any] | None) -> int:
+def _num_heads(state: Mapping[str, Tensor], config: Mapping[str, object] | None) -> int:
     table = state.get(_SHARED_TABLE, state.get(_BLOCK_TABLE.format(0)))
     if table is not None:
         return int(table.shape[1])
@@ -82,7 +81,7 @@ class ViTConverter(FamilyConverter):
     def detect(
         self,
         state: Mapping[str, Tensor],
-        config: Mapping[str, Any] | None,
+        config: Mapping[str, object] | None,
         img_size: int | tuple[int, int] | None,
     ) -> Architecture:
         """The timm ``Beit`` arguments of the checkpoint's ViT (see the base class)."""
@@ -139,7 +138,7 @@ class ViTConverter(FamilyConverter):
                 "window_size applies to Swin checkpoints; a ViT's relative position "
                 "tables follow img_size."
             )
-        changes: dict[str, Any] = {}
+        changes: dict[str, object] = {}
         if overrides.img_size is not None:
             changes["img_size"] = overrides.img_size
         if overrides.in_chans is not None:
@@ -154,7 +153,8 @@ class ViTConverter(FamilyConverter):
     def map_state(self, state: Mapping[str, Tensor], model: nn.Module) -> MappedState:
         """Identity names; tables copied per block if asked and resized to the grid."""
         mapped = MappedState()
-        blocks: Any = model.blocks
+        blocks = model.blocks
+        assert isinstance(blocks, nn.ModuleList)  # timm Beit's
         split = _SHARED_TABLE in state and _SHARED_TABLE not in model.state_dict()
         for key, value in state.items():
             if key.endswith("relative_position_index"):
@@ -178,7 +178,8 @@ class ViTConverter(FamilyConverter):
 
 def _fit_token_grid(mapped: MappedState, model: nn.Module) -> None:
     """Resizes position tables (and an absolute embedding) to the model's grid."""
-    embed: Any = model.patch_embed  # timm PatchEmbed
+    embed = model.patch_embed
+    assert isinstance(embed, PatchEmbed)  # timm Beit's
     grid = (int(embed.grid_size[0]), int(embed.grid_size[1]))  # target (h, w)
     expected = model.state_dict()
     resized: list[int] = []  # source grid side of every resized table

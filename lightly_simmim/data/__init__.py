@@ -28,6 +28,8 @@ from lightly_simmim.data.builder import (
     ClassCountingBuilder,
     DatasetBuilder,
     DatasetOptions,
+    ImageDataset,
+    LabelledDataset,
 )
 from lightly_simmim.data.catalog import build_dataset, dataset_descriptions, num_classes
 from lightly_simmim.data.embedded import (
@@ -55,7 +57,9 @@ __all__ = [
     "DatasetOptions",
     "EmbeddedFashionMNIST",
     "IDXFormatError",
+    "ImageDataset",
     "ImageFolderDataset",
+    "LabelledDataset",
     "TransformedDataset",
     "build_dataset",
     "dataset_descriptions",

@@ -46,7 +46,7 @@ def _decode_problem(path: Path) -> str | None:
         with Image.open(path) as image:
             image.draft("RGB", (1, 1))
             image.load()
-    # Any exception means "this file is unusable"; see `open_rgb` for the zoo.
+    # Every exception means "this file is unusable"; see `open_rgb` for the zoo.
     except Exception as err:
         return describe_error(err)
     return None

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol, get_args, runtime_checkable
+from typing import Literal, Protocol, get_args, runtime_checkable
 
 from PIL import Image
 from torch.utils.data import Dataset
@@ -29,13 +29,21 @@ __all__ = [
     "ClassCountingBuilder",
     "DatasetBuilder",
     "DatasetOptions",
+    "ImageDataset",
+    "LabelledDataset",
     "OnCorrupt",
     "Split",
     "Transform",
 ]
 
 #: Applied to each PIL image a dataset returns; its result replaces the image.
-Transform = Callable[[Image.Image], Any]
+Transform = Callable[[Image.Image], object]
+#: A map-style dataset of ``(image, label)`` pairs: the image a PIL image, or what
+#: the dataset's transform made of it (a tensor, a list of views).
+LabelledDataset = Dataset[tuple[object, int]]
+#: A dataset of untransformed ``(PIL image, label)`` pairs: what a builder returns
+#: when given no transform.
+ImageDataset = Dataset[tuple[Image.Image, int]]
 #: ``"train"``, or ``"test"`` for the evaluation split (a set's test or val images).
 Split = Literal["train", "test"]
 #: What to do with an image file PIL cannot decode.
@@ -93,7 +101,7 @@ class DatasetBuilder(Protocol):
         split: Split,
         transform: Transform | None,
         options: DatasetOptions,
-    ) -> Dataset[tuple[Any, int]]:
+    ) -> LabelledDataset:
         """Builds the dataset.
 
         Args:

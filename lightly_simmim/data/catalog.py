@@ -10,19 +10,18 @@ a builder's module is imported when its name is first used, and
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal, cast
-
-from PIL import Image
-from torch.utils.data import Dataset
+from typing import Literal, cast
 
 from lightly_simmim import registry
 from lightly_simmim.data.builder import (
     ClassCountingBuilder,
     DatasetBuilder,
     DatasetOptions,
+    LabelledDataset,
+    Transform,
 )
 
 __all__ = ["build_dataset", "dataset_descriptions", "get_builder", "num_classes"]
@@ -108,11 +107,11 @@ def build_dataset(
     name: str,
     root: str | Path | None = None,
     train: bool = True,
-    transform: Callable[[Image.Image], Any] | None = None,
+    transform: Transform | None = None,
     download: bool = False,
     on_corrupt: Literal["skip", "error"] = "skip",
     check_images: bool = True,
-) -> Dataset[tuple[Any, int]]:
+) -> LabelledDataset:
     """Builds a dataset of ``(image, label)`` pairs by name.
 
     Args:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import torch
 from PIL import Image
@@ -19,6 +19,7 @@ from lightly_simmim.data._warn import warn_user
 from lightly_simmim.data.builder import (
     ClassCountingBuilder,
     DatasetOptions,
+    LabelledDataset,
     Split,
     Transform,
 )
@@ -90,7 +91,7 @@ def load_embedded_fashion_mnist(train: bool = True) -> tuple[Tensor, Tensor]:
     return images, labels.long()
 
 
-class EmbeddedFashionMNIST(Dataset[tuple[Any, int]]):
+class EmbeddedFashionMNIST(Dataset[tuple[object, int]]):
     """The packaged Fashion-MNIST subset as a dataset of ``(image, label)`` pairs.
 
     Needs no root and no network; see :func:`load_embedded_fashion_mnist`.
@@ -115,12 +116,13 @@ class EmbeddedFashionMNIST(Dataset[tuple[Any, int]]):
     def __len__(self) -> int:
         return int(self.data.shape[0])
 
-    def __getitem__(self, index: int) -> tuple[Any, int]:
+    def __getitem__(self, index: int) -> tuple[object, int]:
         """Returns ``(image, label)``: a 28x28 mode-"L" PIL image (transformed)."""
-        image: Any = Image.fromarray(self.data[index].numpy())  # (28, 28) uint8 -> "L"
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, int(self.targets[index])
+        image = Image.fromarray(self.data[index].numpy())  # (28, 28) uint8 -> "L"
+        label = int(self.targets[index])
+        if self.transform is None:
+            return image, label
+        return self.transform(image), label
 
 
 class _EmbeddedBuilder:
@@ -137,7 +139,7 @@ class _EmbeddedBuilder:
         split: Split,
         transform: Transform | None,
         options: DatasetOptions,
-    ) -> Dataset[tuple[Any, int]]:
+    ) -> LabelledDataset:
         # `options` has nothing to act on: nothing to download, no image files.
         if root is not None:
             warn_user(

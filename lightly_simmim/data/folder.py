@@ -7,7 +7,7 @@ Registered as the ``image-folder`` dataset and, for ImageNet-1k laid out that wa
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Final, get_args
+from typing import Final, get_args
 
 from PIL import Image
 from torch.utils.data import Dataset
@@ -26,6 +26,7 @@ from lightly_simmim.data._warn import warn_user
 from lightly_simmim.data.builder import (
     ClassCountingBuilder,
     DatasetOptions,
+    LabelledDataset,
     OnCorrupt,
     Split,
     Transform,
@@ -42,7 +43,7 @@ _FIXES: Final = (
 )
 
 
-class ImageFolderDataset(Dataset[tuple[Any, int]]):
+class ImageFolderDataset(Dataset[tuple[object, int]]):
     """Images sorted into one folder per class, as ``(RGB image, label)`` pairs.
 
     Layout rule: if ``root`` has a sub-folder named ``train``, ``val`` or ``test``,
@@ -227,7 +228,7 @@ class ImageFolderDataset(Dataset[tuple[Any, int]]):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[Any, int]:
+    def __getitem__(self, index: int) -> tuple[object, int]:
         """Returns ``(image, label)``: the RGB PIL image (transformed) and its class.
 
         Raises:
@@ -235,18 +236,17 @@ class ImageFolderDataset(Dataset[tuple[Any, int]]):
             CorruptImageError: The image cannot be decoded and ``on_corrupt`` is
                 ``"error"``, or (``"skip"``) no image of the split can be.
         """
-        image: Any
         image, label = self._load(index)
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, label
+        if self.transform is None:
+            return image, label
+        return self.transform(image), label
 
     def _load(self, index: int) -> tuple[Image.Image, int]:
         """The decoded sample at ``index``, or what ``on_corrupt`` says instead."""
         path, label = self.samples[index]  # raises IndexError, as Python's sequences
         position = index % len(self.samples)  # a negative index counts from the end
         if position not in self._unreadable:
-            # Any exception: PIL raises many kinds for a bad file (see open_rgb).
+            # Every exception: PIL raises many kinds for a bad file (see open_rgb).
             try:
                 return open_rgb(path), label
             except Exception as err:
@@ -311,7 +311,7 @@ class _ImageFolderBuilder:
         split: Split,
         transform: Transform | None,
         options: DatasetOptions,
-    ) -> Dataset[tuple[Any, int]]:
+    ) -> LabelledDataset:
         if options.download:
             raise ValueError(
                 f"{self.name}: image folders cannot be downloaded; set download to "

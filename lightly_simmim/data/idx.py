@@ -9,7 +9,7 @@ import struct
 import zlib
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import IO, Any, Final
+from typing import IO, Final
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ from lightly_simmim.data.errors import IDXFormatError
 __all__ = ["read_idx"]
 
 # IDX type codes (third byte of the magic number) -> big-endian numpy dtypes.
-_IDX_DTYPES: Final[Mapping[int, np.dtype[Any]]] = MappingProxyType(
+_IDX_DTYPES: Final[Mapping[int, np.dtype[np.generic]]] = MappingProxyType(
     {
         0x08: np.dtype(np.uint8),
         0x09: np.dtype(np.int8),

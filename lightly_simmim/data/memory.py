@@ -12,7 +12,6 @@ with a batch's indices). The augmentation then runs per batch on the training de
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import torch
@@ -59,17 +58,18 @@ class InMemoryImages(Dataset[Batch]):
         return self.images[index], self.labels[index]
 
 
-def stack_batch(batch: Any) -> Batch:
+def stack_batch(batch: object) -> Batch:
     """The data loader's ``collate_fn`` for :class:`InMemoryImages`: the batch
     ``__getitems__`` made is already stacked, so it is passed on as is.
 
     Raises:
         TypeError: For anything but an ``(images, labels)`` pair of tensors.
     """
-    images, labels = batch
-    if not isinstance(images, Tensor) or not isinstance(labels, Tensor):
-        raise TypeError("stack_batch takes the (images, labels) of InMemoryImages.")
-    return images, labels
+    if isinstance(batch, (tuple, list)) and len(batch) == 2:
+        images, labels = batch
+        if isinstance(images, Tensor) and isinstance(labels, Tensor):
+            return images, labels
+    raise TypeError("stack_batch takes the (images, labels) of InMemoryImages.")
 
 
 def _as_nchw(data: object) -> Tensor | None:

@@ -16,9 +16,8 @@ import shutil
 import tempfile
 import zlib
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
-from torch.utils.data import Dataset
 from torchvision import datasets as tv_datasets
 from torchvision.datasets.utils import extract_archive
 
@@ -26,6 +25,7 @@ from lightly_simmim.data._roots import DOWNLOAD_HINT, parent_hint, require_root
 from lightly_simmim.data.builder import (
     ClassCountingBuilder,
     DatasetOptions,
+    LabelledDataset,
     Split,
     Transform,
 )
@@ -138,12 +138,12 @@ class _IDXRootBuilder:
         split: Split,
         transform: Transform | None,
         options: DatasetOptions,
-    ) -> Dataset[tuple[Any, int]]:
+    ) -> LabelledDataset:
         folder = self.cls.__name__
         root = require_root(self.name, root, _layout(folder), downloadable=True)
         raw = _prepare_raw(self.name, folder, root, options.download)
         try:
-            dataset: Dataset[tuple[Any, int]] = self.cls(
+            dataset: LabelledDataset = self.cls(
                 root=str(root),
                 train=split == "train",
                 transform=transform,

@@ -9,15 +9,15 @@ file's MD5 on every construction.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
-from torch.utils.data import Dataset
 from torchvision import datasets as tv_datasets
 
 from lightly_simmim.data._roots import DOWNLOAD_HINT, parent_hint, require_root
 from lightly_simmim.data.builder import (
     ClassCountingBuilder,
     DatasetOptions,
+    LabelledDataset,
     Split,
     Transform,
 )
@@ -76,7 +76,7 @@ class _ArchiveBuilder:
         split: Split,
         transform: Transform | None,
         options: DatasetOptions,
-    ) -> Dataset[tuple[Any, int]]:
+    ) -> LabelledDataset:
         root = require_root(self.name, root, self.layout, downloadable=True)
         if not options.download:
             self._check_files(root)
@@ -116,9 +116,9 @@ class _ArchiveBuilder:
 
     def _construct(
         self, root: Path, split: Split, transform: Transform | None, download: bool
-    ) -> Dataset[tuple[Any, int]]:
-        # torchvision is untyped here (its classes are Any to mypy): annotate.
-        dataset: Dataset[tuple[Any, int]]
+    ) -> LabelledDataset:
+        # torchvision is untyped here (mypy sees no types): annotate.
+        dataset: LabelledDataset
         if issubclass(self.cls, tv_datasets.STL10):
             # "train" is the 5,000 labelled images; the 100,000 unlabelled ones
             # would need label -1, which an (image, class) dataset cannot carry.

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch.utils.data import Dataset
 
-from lightly_simmim.data.builder import Transform
+from lightly_simmim.data.builder import ImageDataset, Transform
 
 __all__ = ["TransformedDataset"]
 
 
-class TransformedDataset(Dataset[tuple[Any, int]]):
+class TransformedDataset(Dataset[tuple[object, int]]):
     """``(transform(image), label)`` for each ``(image, label)`` of a dataset.
 
     Lets one dataset (built, and for image folders decoded and checked, once) serve
@@ -23,17 +21,15 @@ class TransformedDataset(Dataset[tuple[Any, int]]):
         transform: Applied to the image; None returns it unchanged.
     """
 
-    def __init__(
-        self, dataset: Dataset[tuple[Any, int]], transform: Transform | None
-    ) -> None:
+    def __init__(self, dataset: ImageDataset, transform: Transform | None) -> None:
         self.dataset = dataset
         self.transform = transform
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
-    def __getitem__(self, index: int) -> tuple[Any, int]:
+    def __getitem__(self, index: int) -> tuple[object, int]:
         image, label = self.dataset[index]
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, int(label)
+        if self.transform is None:
+            return image, int(label)
+        return self.transform(image), int(label)

@@ -4,6 +4,7 @@ from lightly_simmim.encoders.base import MaskedEncoder, TimmMaskedEncoder
 from lightly_simmim.encoders.beit import SIMMIM_VIT_KWARGS, BEiTEncoder, simmim_vit
 from lightly_simmim.encoders.convnext import ConvNeXtEncoder
 from lightly_simmim.encoders.factory import (
+    TimmKwargs,
     adapter_for,
     create_timm_model,
     from_timm,
@@ -19,6 +20,7 @@ __all__ = [
     "MaskedEncoder",
     "SwinEncoder",
     "SwinV2Encoder",
+    "TimmKwargs",
     "TimmMaskedEncoder",
     "ViTEncoder",
     "adapter_for",

@@ -3,10 +3,42 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Protocol, cast, runtime_checkable
 
 import torch
 from torch import Tensor, nn
+
+
+@runtime_checkable
+class TimmModelAPI(Protocol):
+    """The methods every timm model has and ``nn.Module`` does not declare."""
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """Unpooled features (tokens or a feature map) of images."""
+        ...
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        """Pooled features (``pre_logits=True``) or logits of ``forward_features``."""
+        ...
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replaces the classifier by one with ``num_classes`` outputs (0 = none)."""
+        ...
+
+
+def timm_api(model: nn.Module) -> TimmModelAPI:
+    """``model`` typed as the timm model it is.
+
+    Raises:
+        TypeError: If ``model`` lacks timm's ``forward_features`` / ``forward_head``
+            / ``reset_classifier``.
+    """
+    if not isinstance(model, TimmModelAPI):
+        raise TypeError(
+            f"{type(model).__name__} is not a timm model (it has no forward_features "
+            "/ forward_head / reset_classifier); wrap a timm model."
+        )
+    return model
 
 
 class MaskedEncoder(nn.Module, ABC):
@@ -182,7 +214,8 @@ class TimmMaskedEncoder(MaskedEncoder):
             (B, num_features), e.g. the class token for a ViT with token pooling or
             the normalised average of the last feature map for ConvNeXt.
         """
-        model: Any = self.timm_model  # timm's forward_* are not on nn.Module
+        # Adapters wrap timm models only (``supports``); no check per batch here.
+        model = cast(TimmModelAPI, self.timm_model)
         features = model.forward_features(images)
         pooled: Tensor = model.forward_head(features, pre_logits=True)
         return pooled
@@ -228,8 +261,7 @@ def prepare_timm_model(model: nn.Module) -> None:
             the ``num_features`` contract.
     """
     if getattr(model, "num_classes", 0):
-        reset_classifier: Any = model.reset_classifier
-        reset_classifier(0)
+        timm_api(model).reset_classifier(0)
     width = getattr(model, "num_features", None)
     pooled_width = getattr(model, "head_hidden_size", width)
     if pooled_width != width:

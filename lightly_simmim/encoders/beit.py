@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
 
 import timm
 import torch
@@ -30,8 +29,9 @@ from lightly_simmim.encoders.base import (
     prepare_timm_model,
     square_size,
 )
+from lightly_simmim.encoders.factory import TimmKwargs
 
-SIMMIM_VIT_KWARGS: Mapping[str, Any] = MappingProxyType(
+SIMMIM_VIT_KWARGS: Mapping[str, object] = MappingProxyType(
     {
         "use_abs_pos_emb": False,
         "use_rel_pos_bias": False,
@@ -140,7 +140,7 @@ class BEiTEncoder(TimmMaskedEncoder):
         return out
 
 
-def simmim_vit(name: str = "beit_base_patch16_224", **kwargs: Any) -> BEiTEncoder:
+def simmim_vit(name: str = "beit_base_patch16_224", **kwargs: object) -> BEiTEncoder:
     """Builds the SimMIM paper's ViT (BEiT-style, see :data:`SIMMIM_VIT_KWARGS`).
 
     Args:
@@ -152,7 +152,6 @@ def simmim_vit(name: str = "beit_base_patch16_224", **kwargs: Any) -> BEiTEncode
     Returns:
         A randomly initialised :class:`BEiTEncoder` without classifier.
     """
-    model = timm.create_model(
-        name, pretrained=False, num_classes=0, **{**SIMMIM_VIT_KWARGS, **kwargs}
-    )
+    arguments: TimmKwargs = {**SIMMIM_VIT_KWARGS, **kwargs}
+    model = timm.create_model(name, pretrained=False, num_classes=0, **arguments)
     return BEiTEncoder(model)

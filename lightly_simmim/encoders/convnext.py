@@ -11,7 +11,6 @@ models) the stem outputs next to a masked region have seen a few masked pixels.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from timm.models.convnext import ConvNeXt
 from torch import Tensor, nn
@@ -54,8 +53,10 @@ class ConvNeXtEncoder(TimmMaskedEncoder):
         self._patch_size: int = math.prod(
             square_size(conv.stride, "stem stride") for conv in convs
         )
-        last_stage: Any = model.feature_info[-1]  # {"num_chs", "reduction", ...}
-        self._encoder_stride = int(last_stage["reduction"])
+        # timm's feature_info: one {"num_chs", "reduction", ...} per stage.
+        reduction = model.feature_info[-1]["reduction"]
+        assert isinstance(reduction, int)
+        self._encoder_stride = reduction
         self._in_chans = int(convs[0].in_channels)
         prepare_timm_model(model)
         self.model = model

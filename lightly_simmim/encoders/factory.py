@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import timm
@@ -16,6 +17,11 @@ from torch import nn
 
 from lightly_simmim import registry
 from lightly_simmim.encoders.base import MaskedEncoder
+
+TimmKwargs = Mapping[str, Any]
+"""Keyword arguments for ``timm.create_model`` (``img_size``, ``in_chans``,
+``drop_path_rate``, a ``norm_layer`` class, ...), typed as timm types its
+``**kwargs``: each model's constructor checks its own."""
 
 # "<family>[_window<W>]_<S>", e.g. swin_base_patch4_window6_192 or vit_base_patch16_192.
 _SIZED_NAME = re.compile(r"^(?P<family>.+?)(?:_window(?P<window>\d+))?_(?P<size>\d+)$")
@@ -76,7 +82,7 @@ def resolve_timm_name(name: str) -> tuple[str, dict[str, int]]:
 
 
 def create_timm_model(
-    name: str, *, pretrained: bool = False, **kwargs: Any
+    name: str, *, pretrained: bool = False, **kwargs: object
 ) -> nn.Module:
     """``timm.create_model`` without classifier, accepting derived names.
 
@@ -107,9 +113,8 @@ def create_timm_model(
             f"{name!r} is derived from {base!r} with {overrides}; timm has no "
             f"pretrained weights for it. Use pretrained=False."
         )
-    model: nn.Module = timm.create_model(
-        base, pretrained=pretrained, **{"num_classes": 0, **overrides, **kwargs}
-    )
+    arguments: TimmKwargs = {"num_classes": 0, **overrides, **kwargs}
+    model: nn.Module = timm.create_model(base, pretrained=pretrained, **arguments)
     return model
 
 
@@ -167,7 +172,7 @@ def adapter_for(model: nn.Module) -> type[MaskedEncoder]:
 
 
 def from_timm(
-    model_or_name: str | nn.Module, *, pretrained: bool = False, **kwargs: Any
+    model_or_name: str | nn.Module, *, pretrained: bool = False, **kwargs: object
 ) -> MaskedEncoder:
     """A SimMIM encoder for a timm model, given by name or as an instance.
 

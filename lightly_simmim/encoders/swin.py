@@ -15,8 +15,9 @@ The ``swinv2_cr_*`` models are a different timm class and are not supported.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
+from timm.layers import PatchEmbed
 from timm.models.swin_transformer import SwinTransformer
 from timm.models.swin_transformer_v2 import SwinTransformerV2
 from torch import Tensor, nn
@@ -28,6 +29,13 @@ from lightly_simmim.encoders.base import (
     prepare_timm_model,
     square_size,
 )
+
+
+def _patch_embed(model: SwinTransformer | SwinTransformerV2) -> PatchEmbed:
+    """The model's patch embedding, typed: timm builds Swin V1's from a callable."""
+    embed = model.patch_embed
+    assert isinstance(embed, PatchEmbed)  # timm's default embed_layer
+    return embed
 
 
 class _SwinFamilyEncoder(TimmMaskedEncoder):
@@ -51,7 +59,7 @@ class _SwinFamilyEncoder(TimmMaskedEncoder):
                 f"models, got {type(model).__name__}."
             )
         assert isinstance(model, (SwinTransformer, SwinTransformerV2))
-        embed: Any = model.patch_embed  # timm's PatchEmbed, untyped attributes
+        embed = _patch_embed(model)
         self._patch_size = square_size(embed.patch_size, "patch size")
         # The last stage's reduction is the stride of the final feature map.
         self._encoder_stride = int(model.feature_info[-1]["reduction"])
@@ -87,7 +95,7 @@ class _SwinFamilyEncoder(TimmMaskedEncoder):
         """
         self.check_mask(images, mask)
         model = self.model
-        embed: Any = model.patch_embed
+        embed = _patch_embed(model)
         grid = (images.shape[2] // self.patch_size, images.shape[3] // self.patch_size)
         model_grid = tuple(int(g) for g in embed.grid_size)
         if not model.dynamic_img_size and grid != model_grid:

@@ -11,10 +11,13 @@ from lightly_simmim.methods.base import PretrainMethod
 from lightly_simmim.methods.byol import BYOLMethod, BYOLSettings
 from lightly_simmim.methods.interface import (
     FeatureModel,
+    HeadFactory,
     ImageTransform,
+    LossFactory,
     Method,
     MethodClass,
     Reconstruction,
+    TransformFactory,
     ViewTransform,
 )
 from lightly_simmim.methods.mae import MAEMethod, MAESettings
@@ -24,7 +27,9 @@ __all__ = [
     "BYOLMethod",
     "BYOLSettings",
     "FeatureModel",
+    "HeadFactory",
     "ImageTransform",
+    "LossFactory",
     "MAEMethod",
     "MAESettings",
     "Method",
@@ -33,5 +38,6 @@ __all__ = [
     "Reconstruction",
     "SimMIMMethod",
     "SimMIMSettings",
+    "TransformFactory",
     "ViewTransform",
 ]

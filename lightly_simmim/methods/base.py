@@ -16,24 +16,31 @@ methods and not their plumbing:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from lightly.utils.benchmarking import OnlineLinearClassifier
 from torch import Tensor, nn
 
 from lightly_simmim.batch_transforms import BatchRandomResizedCrop
-from lightly_simmim.masking import process_seed
+from lightly_simmim.encoders.factory import TimmKwargs
 from lightly_simmim.methods.interface import (
+    HeadFactory,
     ImageTransform,
+    LossFactory,
     Reconstruction,
+    TransformFactory,
     ViewTransform,
 )
 from lightly_simmim.methods.optimization import OptimizedModule
+from lightly_simmim.methods.streams import SeededStreams
 from lightly_simmim.optim import OptimizerSettings
 from lightly_simmim.schedule import ScheduleSettings
 from lightly_simmim.transforms import ConvertChannels, EvalTransform, resolve_normalize
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 __all__ = ["Batch", "PretrainMethod"]
 
@@ -42,11 +49,8 @@ Batch = tuple[list[Tensor], Tensor]
 output of ``default_transform()``: a list with one (B, C, H, W) tensor per view;
 ``labels`` is long (B,), -1 where a sample has no label."""
 
-ComponentFactory = Callable[..., Any]
-"""A head, loss or transform class picked by entry point name (see ``pluggable``)."""
 
-
-class PretrainMethod(OptimizedModule, ABC):
+class PretrainMethod(OptimizedModule, SeededStreams, ABC):
     """A self-supervised pretraining method (implements :class:`Method`).
 
     Subclasses set :attr:`Settings`, implement :meth:`build_encoder`,
@@ -91,19 +95,19 @@ class PretrainMethod(OptimizedModule, ABC):
         ValueError: On impossible sizes, statistics or components (naming them).
     """
 
-    Settings: ClassVar[type[Any]]
+    Settings: ClassVar[type[DataclassInstance]]
     """Dataclass of the method's own options, defaults = the paper's."""
 
     pluggable: ClassVar[frozenset[str]] = frozenset({"transform"})
     """Which of head / loss / transform the method takes by entry point name."""
 
-    settings: Any
+    settings: object  # a Settings instance; subclasses declare their own type
     online_classifier: OnlineLinearClassifier | None
 
     def __init__(
         self,
         encoder: nn.Module,
-        settings: Any = None,
+        settings: object = None,
         *,
         input_size: int,
         in_chans: int,
@@ -114,9 +118,9 @@ class PretrainMethod(OptimizedModule, ABC):
         optimizer: OptimizerSettings | None = None,
         schedule: ScheduleSettings | None = None,
         seed: int = 0,
-        head: ComponentFactory | None = None,
-        loss: ComponentFactory | None = None,
-        transform: ComponentFactory | None = None,
+        head: HeadFactory | None = None,
+        loss: LossFactory | None = None,
+        transform: TransformFactory | None = None,
     ) -> None:
         super().__init__(batch_size_per_device, optimizer, schedule)
         settings = self.Settings() if settings is None else settings
@@ -162,7 +166,7 @@ class PretrainMethod(OptimizedModule, ABC):
         if num_classes is not None and num_classes < 1:
             raise ValueError(f"num_classes must be >= 1 or None, got {num_classes}.")
 
-    def _check_components(self, **given: ComponentFactory | None) -> None:
+    def _check_components(self, **given: object) -> None:
         for kind, factory in given.items():
             if factory is not None and kind not in self.pluggable:
                 takes = ", ".join(sorted(self.pluggable)) or "none"
@@ -175,7 +179,7 @@ class PretrainMethod(OptimizedModule, ABC):
 
     @classmethod
     @abstractmethod
-    def build_encoder(cls, name: str, kwargs: dict[str, Any]) -> nn.Module:
+    def build_encoder(cls, name: str, kwargs: TimmKwargs) -> nn.Module:
         """Creates the encoder this method takes, from a timm name.
 
         Args:
@@ -284,12 +288,14 @@ class PretrainMethod(OptimizedModule, ABC):
         if callable(setter):
             setter(enable)
 
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+    def on_after_batch_transfer(self, batch: object, dataloader_idx: int) -> object:
         """Augments an in-memory batch on its device: uint8 images -> one view.
 
         Batches of the per-image path (lists of views) pass unchanged.
         """
-        images = batch[0] if isinstance(batch, (tuple, list)) else None
+        if not isinstance(batch, (tuple, list)):
+            return batch
+        images = batch[0]
         if not isinstance(images, Tensor) or images.dtype != torch.uint8:
             return batch
         if self._augment is None:
@@ -352,66 +358,19 @@ class PretrainMethod(OptimizedModule, ABC):
         self.log_dict(log, batch_size=int(known.sum()))
         return cls_loss
 
-    def mask_seed(self, step: int) -> int:
-        """Seed of the random streams of a run (re)started at optimiser ``step``.
-
-        A fresh run uses ``seed`` itself; a resumed run derives another from its
-        step, so it does not replay the masks of the first steps (the streams'
-        state is per rank and not in the checkpoint, which rank 0 writes alone).
-        """
-        return self.seed if step == 0 else self.seed + 1_000_003 * step
-
-    def reseed_masks(self, step: int) -> None:
-        """Restarts the method's random streams for a run starting at ``step``."""
-        self._generators.clear()
-        self._stream_seed = self.mask_seed(step)
-
     def on_train_start(self) -> None:
         """Reseeds the random streams and sets the rate of the (resumed) first step."""
         super().on_train_start()
         self.reseed_masks(int(self.trainer.global_step))
 
-    def _generator(self, device: torch.device) -> torch.Generator:
-        """This process's generator on ``device``, seeded from (seed, rank)."""
-        key = str(device)
-        if key not in self._generators:
-            generator = torch.Generator(device=device)
-            generator.manual_seed(process_seed(self._stream_seed))
-            self._generators[key] = generator
-        return self._generators[key]
-
-    def _fixed_generator(self, device: torch.device) -> torch.Generator:
-        """A fresh generator seeded with ``seed``, for reproducible image grids."""
-        generator = torch.Generator(device=device)
-        generator.manual_seed(self.seed)
-        return generator
-
-    def configure_gradient_clipping(
-        self,
-        optimizer: Any,
-        gradient_clip_val: int | float | None = None,
-        gradient_clip_algorithm: str | None = None,
-    ) -> None:
-        """Clips the norm of the model's own gradients, not the online classifier's.
-
-        The official SimMIM code clips the model's parameters; the online classifier
-        is a probe added here, whose gradients must not scale the model's step. Under
-        FSDP (whose sharded parameters need its own clipping) Lightning clips all.
-        """
-        if not gradient_clip_val:
-            return
-        if "fsdp" in type(self.trainer.strategy).__name__.lower():
-            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
-            return
-        own = [
+    def clipped_parameters(self) -> list[nn.Parameter]:
+        """The model's own parameters: the official SimMIM code clips those; the
+        online classifier is a probe whose gradients must not scale the step."""
+        return [
             param
             for name, param in self.named_parameters()
-            if param.grad is not None and not name.startswith("online_classifier.")
+            if not name.startswith("online_classifier.")
         ]
-        if gradient_clip_algorithm in (None, "norm"):
-            torch.nn.utils.clip_grad_norm_(own, float(gradient_clip_val))
-        else:
-            torch.nn.utils.clip_grad_value_(own, float(gradient_clip_val))
 
     def no_weight_decay(self) -> set[str]:
         """Full names of parameters without weight decay.

@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from lightly.loss import NegativeCosineSimilarity
@@ -22,7 +21,7 @@ from pytorch_lightning.core.optimizer import LightningOptimizer
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from lightly_simmim.encoders import create_timm_model
+from lightly_simmim.encoders import TimmKwargs, create_timm_model
 from lightly_simmim.methods.base import PretrainMethod
 from lightly_simmim.methods.interface import ViewTransform
 from lightly_simmim.methods.optimization import timm_no_weight_decay
@@ -72,7 +71,7 @@ class BYOLMethod(PretrainMethod):
     settings: BYOLSettings
 
     @classmethod
-    def build_encoder(cls, name: str, kwargs: dict[str, Any]) -> nn.Module:
+    def build_encoder(cls, name: str, kwargs: TimmKwargs) -> nn.Module:
         """A timm model with ``num_classes=0``: its output is pooled features."""
         return create_timm_model(name, **kwargs)
 
@@ -84,7 +83,7 @@ class BYOLMethod(PretrainMethod):
             )
         if getattr(encoder, "num_classes", 0):
             # A classifier would give logits, not features, and never a gradient.
-            reset_classifier: Any = getattr(encoder, "reset_classifier", None)
+            reset_classifier: object = getattr(encoder, "reset_classifier", None)
             if not callable(reset_classifier):
                 raise ValueError(
                     f"byol needs a backbone that outputs features; create "
@@ -166,7 +165,7 @@ class BYOLMethod(PretrainMethod):
         epoch: int,
         batch_idx: int,
         optimizer: Optimizer | LightningOptimizer,
-        optimizer_closure: Callable[[], Any] | None = None,
+        optimizer_closure: Callable[[], object] | None = None,
     ) -> None:
         """Steps the online network, then moves the target towards it.
 

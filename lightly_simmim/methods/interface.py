@@ -4,35 +4,80 @@
 package uses it; :class:`~lightly_simmim.methods.PretrainMethod` implements it for the
 built-in methods, and a third-party ``lightly.methods`` entry point that subclasses
 ``PretrainMethod`` gets it for free. Code outside :mod:`lightly_simmim.methods` types
-methods with these protocols, never with ``Any``.
+methods with these protocols.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 
+from lightly_simmim.encoders.factory import TimmKwargs
+from lightly_simmim.optim import OptimizerSettings
+from lightly_simmim.schedule import ScheduleSettings
+from lightly_simmim.transforms import ImageInput
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 __all__ = [
     "FeatureModel",
+    "HeadFactory",
     "ImageTransform",
+    "LossFactory",
     "Method",
     "MethodClass",
     "Reconstruction",
+    "TransformFactory",
     "ViewTransform",
 ]
 
-ViewTransform = Callable[[Any], list[Tensor]]
+ViewTransform = Callable[[ImageInput], list[Tensor]]
 """A pretraining transform: one image (PIL or tensor) -> a list of (C, H, W) views."""
 
-ImageTransform = Callable[[Any], Tensor]
+ImageTransform = Callable[[ImageInput], Tensor]
 """An evaluation transform: one image (PIL or tensor) -> a (C, H, W) tensor."""
 
 Reconstruction = tuple[Tensor, Tensor, Tensor]
 """(images (B, C, H, W), bool token mask (B, h, w) with True = masked,
 reconstruction (B, C, H, W) in the normalised pixel space)."""
+
+
+class HeadFactory(Protocol):
+    """A prediction head class picked by entry point name (``method.head``).
+
+    Called with the encoder's geometry, as
+    :class:`~lightly_simmim.SimMIMPredictionHead` is.
+    """
+
+    def __call__(
+        self, *, in_channels: int, encoder_stride: int, out_channels: int
+    ) -> nn.Module:
+        """A head: feature map (B, in_channels, h, w) -> (B, out_channels, H, W)."""
+        ...
+
+
+class LossFactory(Protocol):
+    """A loss class picked by entry point name (``method.loss``), called with no
+    arguments; the loss takes ``(reconstruction, images, mask)``."""
+
+    def __call__(self) -> nn.Module:
+        """A loss module."""
+        ...
+
+
+class TransformFactory(Protocol):
+    """A pretraining transform class picked by entry point name
+    (``method.transform``), as lightly's ``MAETransform``."""
+
+    def __call__(
+        self, *, input_size: int, normalize: dict[str, list[float]]
+    ) -> ViewTransform:
+        """A transform making views of ``input_size``, normalised as given."""
+        ...
 
 
 @runtime_checkable
@@ -111,19 +156,41 @@ class Method(FeatureModel, Protocol):
 class MethodClass(Protocol):
     """The class-level side of a method: its options and how it builds an encoder.
 
-    Attributes:
-        Settings: Dataclass of the method's own options (defaults = the paper's).
-        pluggable: Which of ``head`` / ``loss`` / ``transform`` the method takes as
-            an entry point by name (``method.head`` etc. in a config).
+    A ``PretrainMethod`` subclass (the class object itself) is one.
     """
 
-    Settings: ClassVar[type[Any]]
-    pluggable: ClassVar[frozenset[str]]
+    @property
+    def Settings(self) -> type[DataclassInstance]:  # noqa: N802 (a class attribute)
+        """Dataclass of the method's own options (defaults = the paper's)."""
+        ...
 
-    def build_encoder(self, name: str, kwargs: dict[str, Any]) -> nn.Module:
+    @property
+    def pluggable(self) -> frozenset[str]:
+        """Which of ``head`` / ``loss`` / ``transform`` the method takes as an entry
+        point by name (``method.head`` etc. in a config)."""
+        ...
+
+    def build_encoder(self, name: str, kwargs: TimmKwargs) -> nn.Module:
         """Creates the encoder the method takes from a timm name and kwargs."""
         ...
 
-    def __call__(self, encoder: nn.Module, settings: Any, **kwargs: Any) -> Method:
+    def __call__(
+        self,
+        encoder: nn.Module,
+        settings: object = None,
+        *,
+        input_size: int,
+        in_chans: int,
+        batch_size_per_device: int,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        num_classes: int | None = None,
+        optimizer: OptimizerSettings | None = None,
+        schedule: ScheduleSettings | None = None,
+        seed: int = 0,
+        head: HeadFactory | None = None,
+        loss: LossFactory | None = None,
+        transform: TransformFactory | None = None,
+    ) -> Method:
         """Builds the method around ``encoder`` (see ``PretrainMethod``)."""
         ...

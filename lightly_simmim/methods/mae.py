@@ -9,7 +9,6 @@ deprecated ``MAEDecoderTIMM``) decodes the full sequence with mask tokens, and
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from lightly.models.modules import (
@@ -22,7 +21,7 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
 from lightly_simmim.batch_transforms import BatchRandomResizedCrop
-from lightly_simmim.encoders import create_timm_model
+from lightly_simmim.encoders import TimmKwargs, create_timm_model
 from lightly_simmim.encoders.base import prepare_timm_model, square_size
 from lightly_simmim.methods.base import PretrainMethod
 from lightly_simmim.methods.interface import Reconstruction, ViewTransform
@@ -88,7 +87,7 @@ class MAEMethod(PretrainMethod):
     settings: MAESettings
 
     @classmethod
-    def build_encoder(cls, name: str, kwargs: dict[str, Any]) -> nn.Module:
+    def build_encoder(cls, name: str, kwargs: TimmKwargs) -> nn.Module:
         """A timm ViT without classifier (``create_timm_model(name, **kwargs)``).
 
         Raises:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.utilities.types import OptimizerLRSchedulerConfig
 from torch import nn
 
@@ -90,6 +91,32 @@ class OptimizedModule(pl.LightningModule):
         self.learning_rate: float | None = None
         self.steps_per_epoch = 1
         self.total_steps = 1
+
+    def clipped_parameters(self) -> list[nn.Parameter]:
+        """The parameters whose gradient norm ``optim.clip_grad`` clips (all here)."""
+        return list(self.parameters())
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: int | float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Clips the gradients of :meth:`clipped_parameters` (Lightning's hook).
+
+        Under FSDP, whose sharded parameters need its own clipping, Lightning clips
+        every parameter.
+        """
+        if not gradient_clip_val:
+            return
+        if "fsdp" in type(self.trainer.strategy).__name__.lower():
+            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+            return
+        params = [p for p in self.clipped_parameters() if p.grad is not None]
+        if gradient_clip_algorithm in (None, "norm"):
+            torch.nn.utils.clip_grad_norm_(params, float(gradient_clip_val))
+        else:
+            torch.nn.utils.clip_grad_value_(params, float(gradient_clip_val))
 
     def no_weight_decay(self) -> set[str]:
         """Full names of parameters without weight decay (timm's factory reads this;

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
 from lightly_simmim.batch_transforms import BatchRandomResizedCrop
-from lightly_simmim.encoders import from_timm
+from lightly_simmim.encoders import TimmKwargs, from_timm
 from lightly_simmim.encoders.base import MaskedEncoder, TimmMaskedEncoder
 from lightly_simmim.heads import SimMIMPredictionHead
 from lightly_simmim.loss import SimMIMLoss
@@ -67,7 +67,7 @@ class SimMIMMethod(PretrainMethod):
     pluggable: ClassVar[frozenset[str]] = frozenset({"head", "loss", "transform"})
 
     @classmethod
-    def build_encoder(cls, name: str, kwargs: dict[str, Any]) -> nn.Module:
+    def build_encoder(cls, name: str, kwargs: TimmKwargs) -> nn.Module:
         """``lightly_simmim.encoders.from_timm(name, **kwargs)``: a MaskedEncoder."""
         return from_timm(name, **kwargs)
 
@@ -106,6 +106,7 @@ class SimMIMMethod(PretrainMethod):
             encoder_stride=encoder.encoder_stride,
             out_channels=encoder.in_chans,
         )
+        loss: nn.Module
         if self.loss_factory is None:
             loss = SimMIMLoss(settings.loss_type, settings.norm_target_window)
         else:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Generator, Iterable
-from typing import Any
 
 import torch
 
@@ -31,7 +30,7 @@ from lightly_simmim.throughput.timing import Sample, synchronize
 __all__ = ["DataPath", "loop_loader"]
 
 
-def loop_loader(config: Config, method: PretrainMethod) -> Iterable[tuple[Any, Any]]:
+def loop_loader(config: Config, method: PretrainMethod) -> Iterable[object]:
     """The training loader :func:`lightly_simmim.train.pretrain` builds.
 
     Args:
@@ -45,8 +44,7 @@ def loop_loader(config: Config, method: PretrainMethod) -> Iterable[tuple[Any, A
         DatasetNotFoundError: The data are not where the config says.
     """
     splits = dataset_splits(config)
-    loader: Iterable[tuple[Any, Any]] = train.train_loader(config, method, splits)
-    return loader
+    return train.train_loader(config, method, splits)
 
 
 class DataPath:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -33,9 +32,9 @@ def _attention_flops(
     query_shape: torch.Size,
     key_shape: torch.Size,
     value_shape: torch.Size,
-    *args: Any,
-    out_shape: Any = None,
-    **kwargs: Any,
+    *args: object,
+    out_shape: object = None,
+    **kwargs: object,
 ) -> int:
     # (B, H, Sq, D) queries against (B, H, Sk, D) keys: scores = q @ k^T is
     # 2 * B * H * Sq * Sk * D FLOPs, out = softmax(scores) @ v another Sq * Sk * Dv.
@@ -49,9 +48,9 @@ def _attention_backward_flops(
     query_shape: torch.Size,
     key_shape: torch.Size,
     value_shape: torch.Size,
-    *args: Any,
-    out_shape: Any = None,
-    **kwargs: Any,
+    *args: object,
+    out_shape: object = None,
+    **kwargs: object,
 ) -> int:
     # Four products of the forward's size: dV = P^T dO, dP = dO V^T, dQ = dS K,
     # dK = dS^T Q (torch's convention for its fused kernels: no recomputation).
@@ -60,7 +59,7 @@ def _attention_backward_flops(
     return 4 * b * h * s_q * s_k * (d + d_v)
 
 
-def _cpu_attention_formulas() -> dict[Any, Callable[..., int]]:
+def _cpu_attention_formulas() -> dict[object, Callable[..., int]]:
     """Formulas for the CPU's fused attention kernels, which torch does not count.
 
     Without them, ``scaled_dot_product_attention`` on the CPU counts as 0 FLOPs and
@@ -68,7 +67,8 @@ def _cpu_attention_formulas() -> dict[Any, Callable[..., int]]:
     (``custom_mapping``), never registered globally.
     """
     aten = torch.ops.aten
-    formulas: dict[Any, Callable[..., int]] = {}
+    # aten operator (overload packet) -> its FLOPs formula
+    formulas: dict[object, Callable[..., int]] = {}
     forward = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu", None)
     backward = getattr(
         aten, "_scaled_dot_product_flash_attention_for_cpu_backward", None

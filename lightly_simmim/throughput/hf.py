@@ -27,7 +27,7 @@ from timm.models.vision_transformer import Attention, Block, VisionTransformer
 from torch import Tensor, nn
 
 from lightly_simmim.config import Config
-from lightly_simmim.encoders import create_timm_model
+from lightly_simmim.encoders import TimmKwargs, create_timm_model
 from lightly_simmim.encoders.base import square_size
 from lightly_simmim.masking import SimMIMMaskGenerator
 from lightly_simmim.throughput.precision import StepPrecision
@@ -262,7 +262,8 @@ def hf_step(
         ValueError: The encoder is not a ViT HF can mirror (the message says why).
     """
     import_transformers()  # fail before building anything
-    vit = create_timm_model(config.encoder.name, **config.encoder.kwargs)
+    kwargs: TimmKwargs = config.encoder.kwargs
+    vit = create_timm_model(config.encoder.name, **kwargs)
     shape = vit_shape(vit)
     del vit
     torch.manual_seed(config.seed)

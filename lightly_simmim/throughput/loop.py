@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from typing import Any, cast
+from typing import cast
 
 import pytorch_lightning as pl
 import torch
@@ -55,8 +55,8 @@ class BatchTimer(Callback):
         self,
         trainer: pl.Trainer,
         pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
+        outputs: object,
+        batch: object,
         batch_idx: int,
     ) -> None:
         """Counts the batch; starts or stops the clock at the window's ends."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from pytorch_lightning.core.optimizer import LightningOptimizer
@@ -102,12 +101,13 @@ def resolve_precision(requested: str, device: torch.device) -> ResolvedPrecision
     return ResolvedPrecision(requested)
 
 
-def _grad_scaler() -> Any:
+def _grad_scaler() -> torch.amp.GradScaler:
     """A CUDA ``GradScaler``: ``torch.amp``'s from torch 2.3, ``torch.cuda.amp``'s
     before."""
     amp_scaler = getattr(torch.amp, "GradScaler", None)
     if amp_scaler is not None:
-        return amp_scaler("cuda")
+        scaler: torch.amp.GradScaler = amp_scaler("cuda")
+        return scaler
     return torch.cuda.amp.GradScaler()
 
 
@@ -121,11 +121,15 @@ class _ClosureStep(LightningOptimizer):
     training.
     """
 
-    def __init__(self, optimizer: Optimizer, scaler: Any) -> None:
+    def __init__(
+        self, optimizer: Optimizer, scaler: torch.amp.GradScaler | None
+    ) -> None:
         super().__init__(optimizer)
         self._scaler = scaler
 
-    def step(self, closure: Callable[[], Any] | None = None, **kwargs: Any) -> Any:
+    def step(
+        self, closure: Callable[[], object] | None = None, **kwargs: object
+    ) -> object:
         """Runs ``closure``, then the optimiser step; returns the closure's result."""
         result = closure() if closure is not None else None
         if self._scaler is None:
@@ -160,7 +164,9 @@ class StepPrecision:
 
     def backward(self, loss: Tensor) -> None:
         """``loss.backward()``, on the scaled loss with ``16-mixed``."""
-        (loss if self._scaler is None else self._scaler.scale(loss)).backward()
+        scaled = loss if self._scaler is None else self._scaler.scale(loss)
+        # torch.autograd.backward is what Tensor.backward calls, and it is typed.
+        torch.autograd.backward(scaled)
 
     def unscale(self, optimizer: Optimizer) -> None:
         """Unscales the gradients before clipping (``16-mixed`` only)."""

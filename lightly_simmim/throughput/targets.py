@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import timm
 import yaml
@@ -41,7 +41,7 @@ from lightly_simmim.config import (
     read_yaml,
     shipped_configs,
 )
-from lightly_simmim.encoders import resolve_timm_name
+from lightly_simmim.encoders import TimmKwargs, resolve_timm_name
 
 __all__ = ["METHOD_ROWS", "Target", "parse_encoder_spec", "resolve_target"]
 
@@ -95,7 +95,7 @@ def _split_top_level(text: str) -> list[str]:
     return [part.strip() for part in parts if part.strip()]
 
 
-def parse_encoder_spec(spec: str) -> tuple[str, dict[str, Any]]:
+def parse_encoder_spec(spec: str) -> tuple[str, TimmKwargs]:
     """``TIMM_NAME[:KEY=VALUE,...]`` -> (timm name, ``timm.create_model`` kwargs).
 
     Values are read as YAML: ``depth=6`` is an int, ``qkv_bias=false`` a bool,
@@ -112,7 +112,7 @@ def parse_encoder_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """
     name, _, arguments = spec.partition(":")
     name = name.strip()
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, object] = {}
     for pair in _split_top_level(arguments):
         key, sep, text = pair.partition("=")
         if not sep or not key.strip():
@@ -134,7 +134,7 @@ def parse_encoder_spec(spec: str) -> tuple[str, dict[str, Any]]:
     return name, kwargs
 
 
-def _spec_values(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+def _spec_values(name: str, kwargs: TimmKwargs) -> dict[str, object]:
     """Run-config values for an encoder spec: its size and channels, the data's
     statistics, SimMIM at its paper settings."""
     size = kwargs.get("img_size")
@@ -151,7 +151,7 @@ def _spec_values(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
             "can be measured."
         )
     in_chans = int(kwargs.get("in_chans", 3))
-    data: dict[str, Any] = {"input_size": size, "in_chans": in_chans}
+    data: dict[str, object] = {"input_size": size, "in_chans": in_chans}
     if in_chans == 3:  # the typed defaults' statistics are Fashion-MNIST's 1 channel
         data |= {"mean": None, "std": None}
     return {

@@ -569,3 +569,22 @@ def test_method__imagenet_statistics_for_rgb(tiny_timm_kwargs: TinyKwargs) -> No
     assert views[0].shape == (3, INPUT_SIZE, INPUT_SIZE)
     assert isinstance(method.timm_encoder(), timm.models.VisionTransformer)
     assert isinstance(method.timm_encoder(), nn.Module)
+
+
+def test_method__clipping_leaves_the_online_classifier_out(build: Build) -> None:
+    method = build("simmim")
+    for param in method.parameters():
+        param.grad = torch.full_like(param, 10.0)
+    classifier = method.online_classifier
+    assert classifier is not None
+    before = [p.grad.clone() for p in classifier.parameters()]  # type: ignore[union-attr]
+    trainer = _trainer([])  # the hook reads the strategy from a Trainer
+    method.trainer = trainer  # type: ignore[assignment]
+    method.configure_gradient_clipping(
+        torch.optim.SGD(method.parameters()), gradient_clip_val=1.0
+    )
+    own = [p.grad for n, p in method.named_parameters() if "online_classifier" not in n]
+    norm = torch.linalg.vector_norm(torch.stack([g.norm() for g in own]))  # type: ignore[union-attr]
+    assert float(norm) == pytest.approx(1.0, rel=1e-4)  # the model's own: clipped
+    after = [p.grad for p in classifier.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(after, before, strict=True))
