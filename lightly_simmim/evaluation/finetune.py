@@ -1,18 +1,36 @@
-"""End-to-end fine-tuning with SimMIM's recipe, on any device (Lightning).
+"""End-to-end fine-tuning with SimMIM's recipe, on the run's devices (Lightning).
 
 The encoder's timm model gets a new linear classifier on its pooled pre-logits
-features (the same features ``encoder(images)`` gives) and all weights are trained:
+features and all weights are trained with the official recipe, every piece a
+:class:`FinetuneRecipe` option:
 
+- the model: for the paper's BEiT-style ViT, one relative position bias table per
+  block (copied from the shared one) and mean pooling through a fresh ``fc_norm``;
+  the head initialised with std 0.02 x 0.001 (ViTs; see
+  :mod:`lightly_simmim.evaluation.classifier`);
 - AdamW (betas 0.9 / 0.999, eps 1e-8), weight decay 0.05 except 1-D parameters,
-  biases and the model's ``no_weight_decay()`` names (position embeddings, class token,
-  relative position tables);
-- layer-wise learning-rate decay through timm (see
-  :mod:`lightly_simmim.evaluation.classifier`); 0.65 is the paper's value for ViT-B,
-  0.9 for Swin-B;
+  biases and the model's ``no_weight_decay()`` names (the paper ViT's per-block
+  relative position tables are decayed, as in the official optimiser), with
+  layer-wise learning-rate decay (0.65 for ViT-B, 0.9 for Swin-B; see
+  :mod:`lightly_simmim.evaluation.optimizer`);
 - linear warmup then cosine learning rate over all steps, per step; ``lr = base_lr *
-  global batch / 512`` (also for the warmup start and the final lr);
-- cross-entropy with label smoothing 0.1 (or timm ``Mixup`` soft targets, if given),
-  gradient clipping at norm 5.
+  global batch / 512`` (also for the warmup start and the final lr), with the global
+  batch over every device and node of the Trainer;
+- timm ``Mixup`` / CutMix with label smoothing folded into the soft targets and
+  ``SoftTargetCrossEntropy``, gradient clipping at norm 5;
+- timm's training transform (RandAugment, random erasing, bicubic crops) and a
+  ``crop_pct`` resize + centre crop for evaluation
+  (:mod:`lightly_simmim.evaluation.transforms`).
+
+The result reports the last epoch's accuracy (``top1``, no model selection on the
+validation set) and the best epoch's (``best_top1``, ``best_epoch``), which the
+official code logs.
+
+Devices: :func:`finetune` takes a :class:`~lightly_simmim.evaluation.trainers.
+TrainerFactory`; with a multi-process strategy (DDP) every process trains on its own
+share of each global batch and scores its own share of the validation set.
+``lightly-simmim evaluate`` hands it the run config's devices, nodes, strategy and
+precision. Without one, training runs on one device in fp32.
 
 Drop path (stochastic depth, 0.1 in the paper) is a property of the timm model and
 must be set when it is created, e.g. ``from_timm(name, drop_path_rate=0.1)`` or
@@ -32,30 +50,37 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any, Literal, TypedDict
 
 import pytorch_lightning as pl
-import torch
-from timm.data import Mixup
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from lightly_simmim.data import TransformedDataset
 from lightly_simmim.evaluation._rng import seeded
 from lightly_simmim.evaluation.classifier import (
     drop_path_rate,
     in_chans_of,
     input_size_of,
+    resolve_head_init_scale,
     timm_classifier,
     timm_model,
 )
+from lightly_simmim.evaluation.finetune_data import FinetuneData
 from lightly_simmim.evaluation.finetune_module import EpochRecord, FinetuneModule
 from lightly_simmim.evaluation.recipes import FinetuneRecipe
 from lightly_simmim.evaluation.results import write_results
-from lightly_simmim.evaluation.transforms import Transform, classification_transforms
+from lightly_simmim.evaluation.trainers import (
+    TrainerFactory,
+    local_trainer,
+    quiet_lightning,
+)
+from lightly_simmim.evaluation.transforms import (
+    Transform,
+    classification_transforms,
+    padded_crop,
+)
 from lightly_simmim.transforms import IMAGENET_NORMALIZE
 
 __all__ = ["FinetuneResult", "finetune"]
@@ -68,13 +93,21 @@ class FinetuneResult(TypedDict):
         top1: Validation top-1 accuracy (percent) after the last epoch (no model
             selection on the validation set).
         top5: Top-5 (top-``min(5, classes)``) accuracy after the last epoch.
+        best_top1: The highest validation top-1 of any epoch (what the official
+            code logs as "Max accuracy").
+        best_top5: Top-5 of that epoch.
+        best_epoch: The 0-based epoch of ``best_top1`` (the first, on ties).
         history: One :class:`EpochRecord` per epoch.
-        settings: The recipe with ``layer_decay`` resolved, the effective
-            learning rates, the model's drop-path rate, the seed and the data sizes.
+        settings: The recipe with ``layer_decay`` and ``head_init_scale`` resolved,
+            the effective learning rates and global batch, the processes and
+            precision, the model's drop-path rate, the seed and the data sizes.
     """
 
     top1: float
     top5: float
+    best_top1: float
+    best_top5: float
+    best_epoch: int
     history: list[EpochRecord]
     settings: dict[str, Any]
 
@@ -90,23 +123,18 @@ def finetune(
     eval_transform: Transform | Literal["default"] | None = "default",
     input_size: int | None = None,
     normalize: Mapping[str, Sequence[float]] | None = IMAGENET_NORMALIZE,
-    mixup: Mixup | None = None,
     copy_model: bool = True,
     num_workers: int = 0,
-    accelerator: str = "auto",
-    devices: int | str = 1,
-    precision: Literal["32-true", "16-mixed", "bf16-mixed"] = "32-true",
+    trainer: TrainerFactory | None = None,
     seed: int = 0,
     output_dir: str | os.PathLike[str] | None = None,
-    progress_bar: bool = False,
 ) -> FinetuneResult:
     """Fine-tunes ``encoder`` end to end with a new linear head (SimMIM's recipe).
 
-    See the module docstring for the recipe, drop path and the from-scratch
-    baseline. Training runs on a Lightning ``Trainer`` (no logger, no checkpoints);
-    the validation set is evaluated after every epoch. The run is deterministic for
-    a given seed on one device (up to the nondeterminism of GPU kernels), and does
-    not change the caller's global random state.
+    See the module docstring for the recipe, devices, drop path and the from-scratch
+    baseline. The validation set is evaluated after every epoch. The run is
+    deterministic for a given seed and process count (up to the nondeterminism of
+    GPU kernels), and does not change the caller's random state.
 
     Args:
         encoder: A SimMIM encoder adapter or a timm model (pretrained, or freshly
@@ -114,33 +142,31 @@ def finetune(
         train_dataset: ``(image, label)`` pairs to train on.
         val_dataset: ``(image, label)`` pairs to evaluate on after every epoch.
         num_classes: Number of classes (>= 2).
-        recipe: Optimisation settings; None for :class:`FinetuneRecipe` defaults.
+        recipe: The recipe; None for :class:`FinetuneRecipe` defaults (the
+            official ViT-B recipe).
         train_transform: Applied to each training image: a callable, ``"default"``
-            (:func:`classification_transforms`' train transform), or None if the
-            dataset already yields augmented tensors.
-        eval_transform: The same for validation images (``"default"``: resize and
-            center crop).
+            (the recipe's augmentation, :func:`classification_transforms`), or None
+            if the dataset already yields augmented tensors.
+        eval_transform: The same for validation images (``"default"``: the recipe's
+            resize and centre crop).
         input_size: Image side for the default transforms; None reads the model's
             ``img_size`` (ViT / BEiT / Swin; required for ConvNeXt).
         normalize: Normalisation of the default transforms; use the statistics the
             encoder was pretrained with (one value per input channel).
-        mixup: Optional timm ``Mixup`` for mixup / cutmix (build it with this
-            ``num_classes``; needs an even batch size).
         copy_model: Fine-tune a deep copy (the caller's encoder is unchanged); False
             trains the encoder's timm model in place.
-        num_workers: Data loader workers.
-        accelerator: Lightning accelerator (``"auto"``, ``"cpu"``, ``"gpu"``, ...).
-        devices: Lightning devices; with more than one the learning rate scales
-            with the global batch and the run must be started as a script (DDP).
-        precision: Lightning precision.
-        seed: Seed of the head init, the shuffling, augmentations and drop path.
+        num_workers: Data loader workers per process.
+        trainer: Makes the Lightning Trainer (devices, strategy, precision); None
+            = :func:`~lightly_simmim.evaluation.trainers.local_trainer` (one
+            device, fp32).
+        seed: Seed of the head init, the shuffling, augmentations, mixing and drop
+            path (process ``r`` of a multi-process run draws from ``seed + r``).
         output_dir: If given, the result is written to ``<output_dir>/finetune.json``
             (by global rank 0).
-        progress_bar: Show Lightning's progress bar.
 
     Returns:
-        A :class:`FinetuneResult`: final ``top1`` / ``top5`` (percent), per-epoch
-        ``history`` and the ``settings`` used.
+        A :class:`FinetuneResult` (on every process): last and best ``top1`` /
+        ``top5`` (percent), per-epoch ``history`` and the ``settings`` used.
 
     Raises:
         ValueError: If ``num_classes < 2``, the training set is smaller than one
@@ -151,103 +177,89 @@ def finetune(
     recipe = FinetuneRecipe() if recipe is None else recipe
     if num_classes < 2:
         raise ValueError(f"num_classes must be at least 2, got {num_classes}.")
-    num_train = len(train_dataset)  # type: ignore[arg-type]
-    num_val = len(val_dataset)  # type: ignore[arg-type]
-    if num_train < recipe.batch_size:
+    sizes = len(train_dataset), len(val_dataset)  # type: ignore[arg-type]
+    if sizes[0] < recipe.batch_size:
         raise ValueError(
-            f"The training set has {num_train} images, fewer than one batch of "
-            f"{recipe.batch_size}; lower recipe.batch_size."
+            f"The training set has {sizes[0]} images, fewer than one batch of "
+            f"{recipe.batch_size}; lower the recipe's batch_size."
         )
-    model_in = timm_model(encoder)
+    source = timm_model(encoder)
+    size = input_size if input_size is not None else input_size_of(source)
     train_tf, eval_tf = _transforms(
-        model_in,
-        train_transform,
-        eval_transform,
-        input_size,
-        normalize,
-        recipe.crop_min_scale,
+        source, (train_transform, eval_transform), size, normalize, recipe
     )
-
+    head_init_scale = resolve_head_init_scale(source, recipe.head_init_scale)
     with seeded(seed):
         model = timm_classifier(
             encoder,
             num_classes,
             copy_model=copy_model,
             head_init_std=recipe.head_init_std,
+            head_init_scale=head_init_scale,
+            rel_pos_per_block=recipe.rel_pos_per_block,
+            mean_pooling=recipe.mean_pooling,
         )
-        module = FinetuneModule(model, num_classes, recipe, mixup=mixup)
-        train_loader, val_loader = _loaders(
-            (train_dataset, train_tf),
-            (val_dataset, eval_tf),
-            recipe.batch_size,
-            num_workers,
-            seed,
+        module = FinetuneModule(model, num_classes, recipe)
+        data = FinetuneData(
+            train_dataset,
+            val_dataset,
+            train_tf,
+            eval_tf,
+            batch_size=recipe.batch_size,
+            num_workers=num_workers,
+            seed=seed,
         )
-        trainer = pl.Trainer(
-            max_epochs=recipe.epochs,
-            accelerator=accelerator,
-            devices=devices,
-            precision=precision,
-            gradient_clip_val=recipe.clip_grad,
-            gradient_clip_algorithm="norm",
-            num_sanity_val_steps=0,
-            logger=False,
-            enable_checkpointing=False,
-            enable_model_summary=False,
-            enable_progress_bar=progress_bar,
+        fit = (trainer or local_trainer)(
+            max_epochs=recipe.epochs, gradient_clip_val=recipe.clip_grad
         )
         # Lightning keeps each module's mode: an encoder handed over in eval mode
         # (as load_run returns it) would train with drop path and dropout off.
         module.train()
-        with warnings.catch_warnings():
-            # Lightning's own use of a deprecated torch API, nothing to act on.
-            warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")
-            trainer.fit(module, train_loader, val_loader)
+        with quiet_lightning():
+            fit.fit(module, datamodule=data)
 
-    result = _result(module, model, recipe, num_train, num_val, seed)
-    if output_dir is not None and trainer.is_global_zero:
+    settings = _settings(module, model, fit, recipe, sizes, seed)
+    settings["head_init_scale"] = head_init_scale
+    settings["input_size"] = size
+    if size is not None:
+        settings["train_crop"] = "padded" if padded_crop(recipe, size) else "resized"
+    result = _result(module, settings)
+    if output_dir is not None and fit.is_global_zero:
         write_results(result, output_dir, "finetune")
     return result
 
 
-def _loaders(
-    train: tuple[Dataset[tuple[Any, int]], Transform | None],
-    val: tuple[Dataset[tuple[Any, int]], Transform | None],
-    batch_size: int,
-    num_workers: int,
-    seed: int,
-) -> tuple[DataLoader[Any], DataLoader[Any]]:
-    """The shuffled training loader (full batches) and the validation loader."""
-    train_loader = DataLoader(
-        TransformedDataset(*train),
-        batch_size=batch_size,
-        shuffle=True,
-        # Full batches only: mixup needs even batches, and a last batch of a few
-        # images would get a full step's weight.
-        drop_last=True,
-        num_workers=num_workers,
-        generator=torch.Generator().manual_seed(seed),
-        persistent_workers=num_workers > 0,
-    )
-    val_loader = DataLoader(
-        TransformedDataset(*val),
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        persistent_workers=num_workers > 0,
-    )
-    return train_loader, val_loader
-
-
-def _result(
+def _settings(
     module: FinetuneModule,
     model: nn.Module,
+    trainer: pl.Trainer,
     recipe: FinetuneRecipe,
-    num_train: int,
-    num_val: int,
+    sizes: tuple[int, int],
     seed: int,
-) -> FinetuneResult:
-    """The history, final accuracy and effective settings of a finished fine-tune."""
+) -> dict[str, Any]:
+    """The recipe and what it resolved to on this Trainer."""
+    scale = module.lr_factor
+    return {
+        **asdict(recipe),
+        "layer_decay": module.layer_decay,
+        "lr": recipe.base_lr * scale,
+        "min_lr": recipe.base_min_lr * scale,
+        "warmup_lr": recipe.base_warmup_lr * scale,
+        "global_batch_size": module.global_batch_size,
+        "world_size": trainer.world_size,
+        "precision": str(trainer.precision),
+        "drop_path_rate": drop_path_rate(model),
+        "mixup": module.mixup is not None,
+        "model": type(model).__name__,
+        "num_classes": module.num_classes,
+        "num_train": sizes[0],
+        "num_val": sizes[1],
+        "seed": seed,
+    }
+
+
+def _result(module: FinetuneModule, settings: dict[str, Any]) -> FinetuneResult:
+    """The history, last and best accuracy of a finished fine-tune."""
     history = [
         EpochRecord(
             epoch=epoch,
@@ -258,58 +270,44 @@ def _result(
         )
         for epoch, record in sorted(module.history.items())
     ]
-    scale = module.lr_factor
-    settings: dict[str, Any] = {
-        **asdict(recipe),
-        "layer_decay": module.layer_decay,
-        "lr": recipe.base_lr * scale,
-        "min_lr": recipe.base_min_lr * scale,
-        "warmup_lr": recipe.base_warmup_lr * scale,
-        "global_batch_size": module.global_batch_size,
-        "drop_path_rate": drop_path_rate(model),
-        "mixup": module.mixup is not None,
-        "model": type(model).__name__,
-        "num_classes": module.num_classes,
-        "num_train": num_train,
-        "num_val": num_val,
-        "seed": seed,
-    }
     last = history[-1]
+    # max() keeps the first of equal values: the earliest epoch on ties.
+    best = max(history, key=lambda record: record["top1"])
     return FinetuneResult(
-        top1=last["top1"], top5=last["top5"], history=history, settings=settings
+        top1=last["top1"],
+        top5=last["top5"],
+        best_top1=best["top1"],
+        best_top5=best["top5"],
+        best_epoch=best["epoch"],
+        history=history,
+        settings=settings,
     )
 
 
 def _transforms(
     model: nn.Module,
-    train_transform: Transform | Literal["default"] | None,
-    eval_transform: Transform | Literal["default"] | None,
-    input_size: int | None,
+    given: tuple[Transform | str | None, Transform | str | None],
+    size: int | None,
     normalize: Mapping[str, Sequence[float]] | None,
-    min_scale: float,
+    recipe: FinetuneRecipe,
 ) -> tuple[Transform | None, Transform | None]:
-    """Resolves ``"default"`` to :func:`classification_transforms`' transforms."""
-    train_is_default = isinstance(train_transform, str)
-    eval_is_default = isinstance(eval_transform, str)
-    for given in (train_transform, eval_transform):
-        if isinstance(given, str) and given != "default":
+    """Resolves ``"default"`` to the recipe's :func:`classification_transforms`."""
+    for transform in given:
+        if isinstance(transform, str) and transform != "default":
             raise ValueError(
-                f"A transform is a callable, 'default' or None, got {given!r}."
+                f"A transform is a callable, 'default' or None, got {transform!r}."
             )
-    if not train_is_default and not eval_is_default:
-        return _callable_or_none(train_transform), _callable_or_none(eval_transform)
-    size = input_size if input_size is not None else input_size_of(model)
+    if not any(isinstance(transform, str) for transform in given):
+        return _callable_or_none(given[0]), _callable_or_none(given[1])
     if size is None:
         raise ValueError(
             f"The default transforms need an image size and "
             f"{type(model).__name__} has no square img_size; pass input_size."
         )
-    default_train, default_eval = classification_transforms(
-        size, in_chans=in_chans_of(model), normalize=normalize, min_scale=min_scale
-    )
+    defaults = classification_transforms(size, in_chans_of(model), normalize, recipe)
     return (
-        default_train if train_is_default else _callable_or_none(train_transform),
-        default_eval if eval_is_default else _callable_or_none(eval_transform),
+        defaults[0] if isinstance(given[0], str) else given[0],
+        defaults[1] if isinstance(given[1], str) else given[1],
     )
 
 

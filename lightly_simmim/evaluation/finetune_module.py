@@ -1,22 +1,23 @@
-"""The LightningModule of a fine-tune: optimiser, schedule, loss, metrics."""
+"""The LightningModule of a fine-tune: optimiser, schedule, mixing, loss, metrics."""
 
 from __future__ import annotations
 
 from typing import Any, TypedDict
 
 import pytorch_lightning as pl
-import torch.nn.functional as F
 from pytorch_lightning.utilities.types import OptimizerLRSchedulerConfig
 from timm.data import Mixup
+from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, SumMetric
 
 from lightly_simmim.evaluation.classifier import resolve_layer_decay
+from lightly_simmim.evaluation.optimizer import finetune_optimizer
 from lightly_simmim.evaluation.recipes import LR_REFERENCE_BATCH, FinetuneRecipe
-from lightly_simmim.optim import create_optimizer, scaled_lr
+from lightly_simmim.optim import scaled_lr
 from lightly_simmim.schedule import PerStepScheduler, ScheduleSettings, create_scheduler
 
-__all__ = ["EpochRecord", "FinetuneModule"]
+__all__ = ["EpochRecord", "FinetuneModule", "build_mixup"]
 
 
 class EpochRecord(TypedDict):
@@ -37,42 +38,74 @@ class EpochRecord(TypedDict):
     top5: float
 
 
+def build_mixup(recipe: FinetuneRecipe, num_classes: int) -> Mixup | None:
+    """timm's ``Mixup`` for the recipe, with its label smoothing; None without mixing.
+
+    Args:
+        recipe: The ``mixup_*`` / ``cutmix_alpha`` and ``label_smoothing`` settings.
+        num_classes: Classes of the one-hot targets.
+
+    Returns:
+        A ``Mixup`` giving ``(mixed images, soft targets (B, num_classes))``, or None
+        if the recipe does not mix.
+    """
+    if not recipe.mixes:
+        return None
+    return Mixup(  # type: ignore[no-untyped-call]
+        mixup_alpha=recipe.mixup_alpha,
+        cutmix_alpha=recipe.cutmix_alpha,
+        prob=recipe.mixup_prob,
+        switch_prob=recipe.mixup_switch_prob,
+        mode=recipe.mixup_mode,
+        label_smoothing=recipe.label_smoothing,
+        num_classes=num_classes,
+    )
+
+
 class FinetuneModule(pl.LightningModule):
     """Lightning module of :func:`~lightly_simmim.evaluation.finetune`.
 
-    AdamW with layer-wise LR decay (:func:`lightly_simmim.optim.create_optimizer`)
-    and warmup + cosine over all steps (:mod:`lightly_simmim.schedule`), both sized
-    from the Trainer: the learning rates are ``base_* x global batch / 512``, with the
-    global batch over every device of the run. Validation top-1 / top-5 hits are
-    counted with torchmetrics (summed over devices) and kept, with the epoch's mean
-    training loss and learning rate, in :attr:`history`.
+    AdamW with layer-wise LR decay
+    (:func:`~lightly_simmim.evaluation.optimizer.finetune_optimizer`) and warmup +
+    cosine over all steps (:mod:`lightly_simmim.schedule`), both sized from the
+    Trainer: the learning rates are ``base_* x global batch / 512``, with the global
+    batch over every device and node of the run. Training batches are mixed with
+    timm's ``Mixup`` (label smoothing folded into its soft targets) and scored by
+    ``SoftTargetCrossEntropy``; without mixing, by a label-smoothing cross-entropy
+    (the official choice of loss). Validation top-1 / top-5 hits are counted with
+    torchmetrics (summed over devices) and kept, with the epoch's mean training loss
+    and learning rate, in :attr:`history`.
 
     Args:
         model: A timm classifier (see :func:`timm_classifier`).
         num_classes: Number of classes (>= 2).
-        recipe: Optimisation settings.
-        mixup: Optional timm ``Mixup`` / cutmix applied to each training batch
-            (needs an even batch size); the loss then uses its soft targets.
+        recipe: Optimisation, loss and mixing settings.
 
     Attributes:
         history: Epoch index -> :class:`EpochRecord` fields seen so far.
         layer_decay: The resolved layer decay.
+        mixup: The recipe's timm ``Mixup``, or None.
         global_batch_size: Images per step over all devices (set when training).
     """
 
     def __init__(
-        self,
-        model: nn.Module,
-        num_classes: int,
-        recipe: FinetuneRecipe,
-        mixup: Mixup | None = None,
+        self, model: nn.Module, num_classes: int, recipe: FinetuneRecipe
     ) -> None:
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {num_classes}.")
         self.model = model
         self.recipe = recipe
-        self.mixup = mixup
+        self.mixup = build_mixup(recipe, num_classes)
+        self.criterion: nn.Module
+        if self.mixup is not None:
+            self.criterion = SoftTargetCrossEntropy()  # type: ignore[no-untyped-call]
+        elif recipe.label_smoothing > 0:
+            self.criterion = LabelSmoothingCrossEntropy(  # type: ignore[no-untyped-call]
+                recipe.label_smoothing
+            )
+        else:
+            self.criterion = nn.CrossEntropyLoss()
         self.layer_decay = resolve_layer_decay(model, recipe.layer_decay)
         self.num_classes = num_classes
         self.top = min(5, num_classes)
@@ -99,14 +132,20 @@ class FinetuneModule(pl.LightningModule):
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         """AdamW with layer decay and the per-step warmup + cosine schedule."""
         recipe = self.recipe
+        # world_size counts every process: devices x nodes.
         self.global_batch_size = recipe.batch_size * self.trainer.world_size
-        optimizer = create_optimizer(
+        # Lightning refuses to clip the gradients of a fused optimiser under mixed
+        # precision (a fused step unscales fp16 gradients itself).
+        mixed = "mixed" in str(self.trainer.precision)
+        optimizer = finetune_optimizer(
             self.model,
             lr=recipe.base_lr * self.lr_factor,
             weight_decay=recipe.weight_decay,
             layer_decay=self.layer_decay,
             betas=recipe.betas,
             eps=recipe.eps,
+            rel_pos_weight_decay=recipe.rel_pos_weight_decay,
+            fused=False if mixed and recipe.clip_grad is not None else None,
         )
         total_steps = max(1, int(self.trainer.estimated_stepping_batches))
         schedule = ScheduleSettings(
@@ -139,17 +178,12 @@ class FinetuneModule(pl.LightningModule):
             config.scheduler.step_update(self.global_step)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        """Cross-entropy (label smoothing or mixup soft targets) of one batch."""
+        """The loss of one batch, mixed and with soft targets if the recipe mixes."""
         images, labels = batch
+        targets: Tensor = labels
         if self.mixup is not None:
-            images, soft_targets = self.mixup(images, labels)  # (B, num_classes)
-            loss = F.cross_entropy(self.model(images), soft_targets)
-        else:
-            loss = F.cross_entropy(
-                self.model(images),
-                labels,
-                label_smoothing=self.recipe.label_smoothing,
-            )
+            images, targets = self.mixup(images, labels)  # targets: (B, num_classes)
+        loss: Tensor = self.criterion(self.model(images), targets)
         self.train_loss.update(loss.detach(), weight=len(images))
         optimizer: Any = self.optimizers()
         self._last_lr = max(float(g["lr"]) for g in optimizer.param_groups)

@@ -9,8 +9,8 @@ learning rate, per step. Training on cached features makes the probe a matter of
 seconds on a CPU for datasets of tens of thousands of images.
 
 Two entry points: :func:`linear_probe` on feature tensors, and :func:`linear_eval`
-that extracts them from an encoder and datasets first (and can write the result as
-JSON).
+that extracts them from an encoder and datasets first, on the devices of a Lightning
+Trainer (and can write the result as JSON).
 """
 
 from __future__ import annotations
@@ -24,13 +24,14 @@ import torch
 import torch.nn.functional as F
 from lightly.utils.benchmarking.topk import mean_topk_accuracy
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from lightly_simmim.data import TransformedDataset
 from lightly_simmim.evaluation._rng import seeded
-from lightly_simmim.evaluation.features import extract_features
+from lightly_simmim.evaluation.features import predict_features
 from lightly_simmim.evaluation.recipes import LinearRecipe
 from lightly_simmim.evaluation.results import write_results
+from lightly_simmim.evaluation.trainers import TrainerFactory, local_trainer
 from lightly_simmim.optim import create_optimizer
 from lightly_simmim.schedule import ScheduleSettings, create_scheduler
 
@@ -162,30 +163,35 @@ def linear_eval(
     transform: Callable[[Any], Any] | None = None,
     extract_batch_size: int = 256,
     num_workers: int = 0,
-    device: torch.device | str = "cpu",
+    trainer: TrainerFactory | None = None,
     seed: int = 0,
     output_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, float]:
     """Linear probe of an encoder: extract frozen features, then :func:`linear_probe`.
 
-    Features come from :func:`extract_features` with the encoder in eval mode and no
-    augmentation, at the recipe's ``layer`` and ``pooling``: each image passes
-    ``transform`` (deterministic, e.g. the eval transform of
-    :func:`classification_transforms`) once.
+    Features come from :func:`predict_features` on the Trainer's devices (each
+    process encodes its shard of the data; the shards are gathered on every
+    process), with the encoder in eval mode and no augmentation, at the recipe's
+    ``layer`` and ``pooling``: each image passes ``transform`` (deterministic, e.g.
+    the evaluation transform of :func:`classification_transforms`) once. The probe
+    then trains on the cached features on every process alike (it is cheap, and
+    every process then holds the result); only global rank 0 writes.
 
     Args:
         encoder: A SimMIM encoder adapter, a timm model, or any module mapping
             images to (B, D) features (then only ``layer=None, pooling="default"``).
-            It is moved to ``device``.
         train_dataset: ``(image, label)`` pairs the probe is trained on.
         test_dataset: ``(image, label)`` pairs it is evaluated on.
         num_classes: Number of classes.
         recipe: The probe (see :class:`LinearRecipe`); None = the defaults.
         transform: Applied to each image; None if the datasets already yield
             (C, H, W) tensors the encoder accepts.
-        extract_batch_size: Images per forward pass during extraction.
+        extract_batch_size: Images per process and forward pass during extraction.
         num_workers: Data loader workers during extraction.
-        device: Device for extraction and probe.
+        trainer: Makes the Trainer that extracts the features (its devices,
+            strategy and precision); None = one device, fp32
+            (:func:`~lightly_simmim.evaluation.trainers.local_trainer`). The probe
+            trains on the device of this process.
         seed: See :func:`linear_probe`.
         output_dir: If given, ``<output_dir>/linear.json`` gets the result and the
             settings (``{"top1", "top5", "settings": {...}}``).
@@ -197,31 +203,31 @@ def linear_eval(
         ValueError: See :func:`linear_probe` and :class:`FeatureExtractor`.
     """
     recipe = recipe or LinearRecipe()
-    encoder.to(device)
-    features = []
-    for dataset in (train_dataset, test_dataset):
-        loader = DataLoader(
+    extractor = (trainer or local_trainer)(max_epochs=1, gradient_clip_val=None)
+    (train_x, train_y), (test_x, test_y) = (
+        predict_features(
+            encoder,
             TransformedDataset(dataset, transform),
+            extractor,
             batch_size=extract_batch_size,
-            shuffle=False,
             num_workers=num_workers,
+            layer=recipe.layer,
+            pooling=recipe.pooling,
         )
-        features.append(
-            extract_features(
-                encoder, loader, device, layer=recipe.layer, pooling=recipe.pooling
-            )
-        )
-    (train_x, train_y), (test_x, test_y) = features
+        for dataset in (train_dataset, test_dataset)
+    )
+    device = extractor.strategy.root_device
     result = linear_probe(
         train_x, train_y, test_x, test_y, num_classes, recipe, seed=seed, device=device
     )
-    if output_dir is not None:
+    if output_dir is not None and extractor.is_global_zero:
         settings = {
             **asdict(recipe),
             "warmup_epochs": recipe.warmup,
             "feature_dim": int(train_x.shape[1]),
             "num_train": len(train_x),
             "num_test": len(test_x),
+            "world_size": extractor.world_size,
             "seed": seed,
         }
         write_results({**result, "settings": settings}, output_dir, "linear")

@@ -5,6 +5,13 @@ data are the run's own evaluation splits (``eval.dataset`` or ``data.dataset``,
 ``data.limit_train`` / ``data.limit_eval`` applied); the fine-tune recipe is the
 config's ``finetune`` section, the linear probe's a :class:`LinearRecipe`.
 
+The fine-tune and the linear probe's feature extraction run on a Trainer built from
+the run's ``trainer`` section (:func:`run_trainer`): the run's devices, nodes,
+strategy and precision, so a fine-tune's global batch and learning rate are what the
+config says. Under ``strategy: ddp`` Lightning starts the other processes by running
+the same command again; every process evaluates, and only global rank 0 writes
+``<run>/eval/<protocol>.json``.
+
 This module reads run configs, so :mod:`lightly_simmim.evaluation` does not import it
 (the config schema imports the recipes from that package).
 """
@@ -17,12 +24,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities import rank_zero_only
 from torch import nn
 from torch.utils.data import DataLoader
 
 from lightly_simmim.build import Splits, dataset_splits
-from lightly_simmim.config import Config, load_config
+from lightly_simmim.config import Config, TrainerConfig, load_config
 from lightly_simmim.data import TransformedDataset, num_classes
 from lightly_simmim.evaluation.features import extract_features
 from lightly_simmim.evaluation.finetune import finetune
@@ -30,10 +39,19 @@ from lightly_simmim.evaluation.knn import knn_accuracy
 from lightly_simmim.evaluation.linear import linear_eval
 from lightly_simmim.evaluation.recipes import LinearRecipe, override
 from lightly_simmim.evaluation.results import write_results
+from lightly_simmim.evaluation.trainers import TrainerFactory
 from lightly_simmim.methods import FeatureModel, Method
 from lightly_simmim.runs import find_run, load_run
+from lightly_simmim.trainer import build_trainer
 
-__all__ = ["PROTOCOLS", "Protocol", "evaluate_method", "evaluate_run", "knn_evaluate"]
+__all__ = [
+    "PROTOCOLS",
+    "Protocol",
+    "evaluate_method",
+    "evaluate_run",
+    "knn_evaluate",
+    "run_trainer",
+]
 
 Protocol = Literal["knn", "linear", "finetune"]
 PROTOCOLS: tuple[Protocol, ...] = ("knn", "linear", "finetune")
@@ -41,6 +59,32 @@ PROTOCOLS: tuple[Protocol, ...] = ("knn", "linear", "finetune")
 
 def _device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def run_trainer(config: TrainerConfig) -> TrainerFactory:
+    """The evaluations' Trainer on the run's devices, nodes, strategy and precision.
+
+    Args:
+        config: The run's ``trainer`` section (its epochs, steps, checkpointing and
+            compile settings are the pretraining's and are not used).
+
+    Returns:
+        A :class:`~lightly_simmim.evaluation.trainers.TrainerFactory` building
+        :func:`lightly_simmim.trainer.build_trainer` Trainers without checkpoints,
+        logger or model summary.
+    """
+
+    def build(*, max_epochs: int, gradient_clip_val: float | None) -> pl.Trainer:
+        return build_trainer(
+            config,
+            max_epochs=max_epochs,
+            callbacks=[],
+            gradient_clip_val=gradient_clip_val,
+            enable_checkpointing=False,
+            model_summary=False,
+        )
+
+    return build
 
 
 def knn_evaluate(
@@ -102,6 +146,7 @@ def evaluate_method(
     config: Config,
     protocol: Protocol = "knn",
     linear: LinearRecipe | None = None,
+    trainer: TrainerFactory | None = None,
 ) -> dict[str, Any]:
     """Evaluates a built method with one protocol on the data ``config`` names.
 
@@ -115,6 +160,10 @@ def evaluate_method(
         config: The run config: data, ``eval`` (kNN) and ``finetune`` sections.
         protocol: ``"knn"``, ``"linear"`` or ``"finetune"``.
         linear: The linear probe; None = :class:`LinearRecipe` defaults.
+        trainer: Where the linear probe's extraction and the fine-tune run; None
+            = the config's devices, strategy and precision (:func:`run_trainer`).
+            A caller that must not start DDP processes (it cannot be re-run as a
+            command) passes a single-device factory.
 
     Returns:
         The result; ``top1`` and ``top5`` in percent.
@@ -122,8 +171,9 @@ def evaluate_method(
     Raises:
         ValueError: On an unknown protocol.
     """
-    device = _device()
+    make_trainer = trainer or run_trainer(config.trainer)
     if protocol == "knn":
+        device = _device()
         return knn_evaluate(method.to(device), config, device=device)
     if protocol not in PROTOCOLS:
         raise ValueError(
@@ -141,22 +191,26 @@ def evaluate_method(
                 classes,
                 linear,
                 transform=method.eval_transform(),
-                device=device,
+                num_workers=config.data.num_workers,
+                trainer=make_trainer,
                 seed=config.seed,
             )
         )
+    # The recipe's own transforms: its augmentation, and its crop_pct evaluation
+    # (not the method's plain resize).
     outcome = finetune(
         encoder,
         splits["memory"],
         splits["test"],
         classes,
         config.finetune,
-        eval_transform=method.eval_transform(),
         input_size=config.data.input_size,
         normalize=method.normalize,
+        num_workers=config.data.num_workers,
+        trainer=make_trainer,
         seed=config.seed,
     )
-    return {k: outcome[k] for k in ("top1", "top5", "history", "settings")}
+    return dict(outcome)
 
 
 def evaluate_run(
@@ -167,6 +221,7 @@ def evaluate_run(
     config: Config | None = None,
     linear: LinearRecipe | None = None,
     recipe_overrides: Mapping[str, object] | None = None,
+    trainer: TrainerFactory | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """Evaluates a run and writes ``<run>/eval/<protocol>.json``.
 
@@ -180,6 +235,7 @@ def evaluate_run(
         linear: The linear probe; None = :class:`LinearRecipe` defaults.
         recipe_overrides: Values over the protocol's recipe (``epochs``, ``lr``,
             ...; None = not given): the ``evaluate`` command's options.
+        trainer: See :func:`evaluate_method`; None = the run's devices.
 
     Returns:
         ``(result, json path)``; the result has ``top1`` and ``top5`` in percent.
@@ -204,7 +260,11 @@ def evaluate_run(
     config, method, folder, checkpoint = load_run(
         run_or_checkpoint, overrides, config=config, encoder_kwargs=encoder_kwargs
     )
-    result = evaluate_method(method, config, protocol, linear)
+    result = evaluate_method(method, config, protocol, linear, trainer)
     result["checkpoint"] = str(checkpoint)
-    path = write_results(result, folder / "eval", protocol)
+    path = folder / "eval" / f"{protocol}.json"
+    # Lightning's global rank of this process (0 outside DDP): the other processes
+    # of a DDP run hold the same result.
+    if getattr(rank_zero_only, "rank", 0) == 0:
+        write_results(result, folder / "eval", protocol)
     return result, path

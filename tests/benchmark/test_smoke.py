@@ -15,6 +15,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "benchmarks" / "configs" / "fashion_mnist_smoke.yaml"
 
+FINETUNE_LEVEL = 60.0  # percent top-1; chance is 10
+
 ROWS = {
     # row label -> the protocols it must report
     "simmim": ("knn", "linear", "finetune"),
@@ -45,6 +47,20 @@ def test_benchmark__smoke_config_end_to_end_then_resumes(
                 assert value is None, (label, protocol)
                 continue
             assert math.isfinite(value) and value > chance, (label, protocol, value)
+    # The fine-tune learns: every row, from scratch included, at least 60 % on the
+    # 500 test images (a protocol that learns nothing stays near 10 %; 1-epoch
+    # pretraining is too short to help much), and above the row's frozen-feature
+    # protocols, as in the papers.
+    for label, protocols in ROWS.items():
+        if "finetune" not in protocols:
+            continue
+        tuned = rows[label]["finetune_top1"]
+        assert tuned >= FINETUNE_LEVEL, (label, tuned)
+        assert tuned > max(rows[label]["knn_top1"], rows[label]["linear_top1"]), label
+    saved = json.loads(
+        (tmp_path / "baselines" / "from-scratch" / "eval" / "finetune.json").read_text()
+    )
+    assert saved["best_top1"] >= saved["top1"] and len(saved["history"]) == 10
     for label in ("simmim", "mae", "byol", "simmim-single-token"):
         row = rows[label]
         assert row["method"] == label.split("-")[0] and row["pretrain_epochs"] == 1

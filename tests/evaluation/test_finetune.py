@@ -5,21 +5,22 @@ import math
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytorch_lightning as pl
-import timm
 import torch
-from timm.data import Mixup
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightly_simmim.encoders import SIMMIM_VIT_KWARGS, from_timm
+from lightly_simmim.encoders import from_timm
 from lightly_simmim.evaluation import (
     FinetuneModule,
     FinetuneRecipe,
+    classification_transforms,
     drop_path_rate,
     finetune,
+    finetune_optimizer,
     resolve_layer_decay,
     timm_classifier,
 )
@@ -30,40 +31,24 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore:.*isinstance\\(treespec, LeafSpec\\).*",
 )
 
-# Models of one or two blocks per stage on 16-32 px images.
-BUILD: dict[str, Callable[[], nn.Module]] = {
-    "vit": lambda: timm.create_model(
-        "vit_tiny_patch16_224",
-        img_size=16,
-        patch_size=4,
-        embed_dim=32,
-        depth=2,
-        num_heads=2,
-        num_classes=0,
-    ),
-    "beit": lambda: timm.create_model(
-        "beit_base_patch16_224",
-        img_size=16,
-        patch_size=4,
-        embed_dim=16,
-        depth=2,
-        num_heads=2,
-        num_classes=0,
-        **SIMMIM_VIT_KWARGS,
-    ),
-    "swin": lambda: timm.create_model(
-        "swin_tiny_patch4_window7_224",
-        img_size=16,
-        embed_dim=8,
-        depths=(2, 1),
-        num_heads=(1, 2),
-        window_size=2,
-        num_classes=0,
-    ),
-    "convnext": lambda: timm.create_model(
-        "convnext_atto", dims=(8, 8, 16, 16), depths=(1, 2, 1, 1), num_classes=0
-    ),
+# The shared tiny models (conftest.py) on 16 px images (ConvNeXt: any size), with two
+# blocks (or a stage of two) so that layer decay has layers to decay over.
+SHAPES: dict[str, dict[str, Any]] = {
+    "vit": {"img_size": 16, "patch_size": 4, "embed_dim": 32, "depth": 2},
+    "beit": {"img_size": 16, "patch_size": 4},
+    "swin": {"img_size": 16, "depths": (2, 1), "window_size": 2},
+    "convnext": {"depths": (1, 2, 1, 1)},
 }
+# tiny_model(family, **overrides) -> a tiny timm model of SHAPES[family]
+TinyModel = Callable[..., nn.Module]
+
+
+@pytest.fixture
+def tiny_model(tiny_timm_model: TinyModel) -> TinyModel:
+    def create(family: str, **overrides: Any) -> nn.Module:
+        return tiny_timm_model(family, **{**SHAPES[family], **overrides})
+
+    return create
 
 
 def _color_task(num: int, size: int = 16, seed: int = 0) -> TensorDataset:
@@ -81,7 +66,16 @@ def _color_task(num: int, size: int = 16, seed: int = 0) -> TensorDataset:
     return TensorDataset(images, labels)
 
 
-SHORT = FinetuneRecipe(epochs=3, warmup_epochs=1, batch_size=32, base_lr=0.05)
+# A plain recipe (no mixing, no head init scale) that learns the colour task fast.
+SHORT = FinetuneRecipe(
+    epochs=3,
+    warmup_epochs=1,
+    batch_size=32,
+    base_lr=0.05,
+    mixup_alpha=0.0,
+    cutmix_alpha=0.0,
+    head_init_scale=1.0,
+)
 
 
 # ------------------------------------------------------------------- layer decay
@@ -125,14 +119,23 @@ def _expected_layer_ids(family: str, names: list[str]) -> tuple[dict[str, int], 
     return ids, last
 
 
-@pytest.mark.parametrize("family", sorted(BUILD))
+def _finetune_optimizer(model: nn.Module, **kwargs: Any) -> torch.optim.Optimizer:
+    # timm's weight-decay choice for the tables, to compare with create_optimizer
+    # (tests/evaluation/test_paper_vit.py checks the official one).
+    return finetune_optimizer(
+        model, betas=(0.9, 0.999), eps=1e-8, rel_pos_weight_decay=False, **kwargs
+    )
+
+
+@pytest.mark.parametrize("factory", [create_optimizer, _finetune_optimizer])
+@pytest.mark.parametrize("family", sorted(SHAPES))
 def test_create_optimizer__layer_scales_match_decay_formula(
-    family: str,
+    family: str, factory: Callable[..., torch.optim.Optimizer], tiny_model: TinyModel
 ) -> None:
     decay = 0.7
     # Through the adapter, as finetune does: the wrapped timm model plus a new head.
-    model = timm_classifier(from_timm(BUILD[family]()), num_classes=5)
-    optimizer = create_optimizer(model, lr=1e-3, weight_decay=0.05, layer_decay=decay)
+    model = timm_classifier(from_timm(tiny_model(family)), num_classes=5)
+    optimizer = factory(model, lr=1e-3, weight_decay=0.05, layer_decay=decay)
     names = {id(p): n for n, p in model.named_parameters()}
     ids, last = _expected_layer_ids(family, list(names.values()))
     assert last >= 2  # the models have several blocks to decay over
@@ -162,8 +165,8 @@ def test_create_optimizer__layer_scales_match_decay_formula(
     assert head_scales == {1.0}
 
 
-def test_create_optimizer__no_layer_decay_is_one_scale() -> None:
-    model = timm_classifier(BUILD["vit"](), num_classes=3)
+def test_create_optimizer__no_layer_decay_is_one_scale(tiny_model: TinyModel) -> None:
+    model = timm_classifier(tiny_model("vit"), num_classes=3)
     for decay in (None, 1.0):
         optimizer = create_optimizer(model, lr=1e-3, layer_decay=decay)
         assert all(g.get("lr_scale", 1.0) == 1.0 for g in optimizer.param_groups)
@@ -174,29 +177,35 @@ def test_create_optimizer__no_layer_decay_is_one_scale() -> None:
     [("vit", 0.65), ("beit", 0.65), ("swin", 0.9), ("convnext", 0.9)],
 )
 def test_resolve_layer_decay__auto_is_the_papers_per_family(
-    family: str, expected: float
+    family: str, expected: float, tiny_model: TinyModel
 ) -> None:
-    encoder = from_timm(BUILD[family]())
+    encoder = from_timm(tiny_model(family))
     assert resolve_layer_decay(encoder, "auto") == expected
     assert resolve_layer_decay(encoder, 0.5) == 0.5
 
 
 class _StepRates(pl.Callback):
-    """The (lr, lr_scale) of every parameter group in effect at each optimiser step."""
+    """The learning rate of every parameter (by name) at each optimiser step."""
 
     def __init__(self) -> None:
-        self.steps: list[list[tuple[float, float]]] = []
+        self.steps: list[dict[str, float]] = []
 
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, module: pl.LightningModule, optimizer: object
     ) -> None:
+        assert isinstance(module, FinetuneModule)
+        names = {id(p): n for n, p in module.model.named_parameters()}
         groups = trainer.optimizers[0].param_groups
-        self.steps.append([(g["lr"], g.get("lr_scale", 1.0)) for g in groups])
+        self.steps.append(
+            {names[id(p)]: float(g["lr"]) for g in groups for p in g["params"]}
+        )
 
 
-def test_finetune_module__schedule_applies_layer_scales_per_step() -> None:
+def test_finetune_module__schedule_applies_layer_scales_per_step(
+    tiny_model: TinyModel,
+) -> None:
     recipe = FinetuneRecipe(epochs=2, warmup_epochs=1, batch_size=16, base_lr=0.1)
-    module = FinetuneModule(timm_classifier(BUILD["vit"](), 4), 4, recipe)
+    module = FinetuneModule(timm_classifier(tiny_model("vit"), 4), 4, recipe)
     rates = _StepRates()
     trainer = pl.Trainer(
         max_epochs=2,
@@ -219,14 +228,18 @@ def test_finetune_module__schedule_applies_layer_scales_per_step() -> None:
         return low + 0.5 * (lr - low) * (1 + math.cos(math.pi * step / 8))
 
     assert len(rates.steps) == 8
-    for step, groups in enumerate(rates.steps):
-        # Every group gets the head's rate times base x decay^(L - layer).
-        for group_lr, scale in groups:
-            assert group_lr == pytest.approx(expected(step) * scale), step
+    ids, last = _expected_layer_ids("vit", list(rates.steps[0]))
+    assert last == 2  # two blocks: layers 0 (stem) .. 3 (head)
+    for step, by_name in enumerate(rates.steps):
+        # Every parameter gets the schedule's rate x 0.65 ** (L + 1 - its layer).
+        for name, param_lr in by_name.items():
+            scale = 0.65 ** (last + 1 - ids[name])
+            assert param_lr == pytest.approx(expected(step) * scale), (step, name)
     head_lr = expected(7)
-    groups = trainer.optimizers[0].param_groups
     # Patch embedding: two blocks and the head above it.
-    assert min(g["lr_scale"] for g in groups) == pytest.approx(0.65**3)
+    assert rates.steps[-1]["patch_embed.proj.weight"] == pytest.approx(
+        head_lr * 0.65**3
+    )
     assert module.history[1]["lr"] == pytest.approx(head_lr)  # the last step's
     assert set(module.history) == {0, 1}
 
@@ -235,9 +248,9 @@ def test_finetune_module__schedule_applies_layer_scales_per_step() -> None:
 
 
 def test_finetune__vit_from_scratch_learns_and_is_deterministic(
-    tmp_path: Path,
+    tmp_path: Path, tiny_model: TinyModel
 ) -> None:
-    encoder = from_timm(BUILD["vit"]())
+    encoder = from_timm(tiny_model("vit"))
     before = {k: v.clone() for k, v in encoder.state_dict().items()}
     run = {
         "train_dataset": _color_task(128),
@@ -246,7 +259,6 @@ def test_finetune__vit_from_scratch_learns_and_is_deterministic(
         "recipe": SHORT,
         "train_transform": None,
         "eval_transform": None,
-        "accelerator": "cpu",
         "seed": 3,
     }
     result = finetune(encoder, output_dir=tmp_path, **run)
@@ -254,6 +266,9 @@ def test_finetune__vit_from_scratch_learns_and_is_deterministic(
     assert result["top5"] == 100.0  # 4 classes
     assert [h["epoch"] for h in result["history"]] == [0, 1, 2]
     assert result["history"][-1]["top1"] == result["top1"]
+    best = max(h["top1"] for h in result["history"])
+    assert result["best_top1"] == best >= result["top1"]
+    assert result["history"][result["best_epoch"]]["top1"] == best
     assert result["history"][0]["train_loss"] > result["history"][-1]["train_loss"]
     assert result["settings"]["layer_decay"] == 0.65
     assert result["settings"]["lr"] == pytest.approx(0.05 * 32 / 512)
@@ -268,50 +283,34 @@ def test_finetune__vit_from_scratch_learns_and_is_deterministic(
     assert again["history"] == result["history"]
 
 
-def test_finetune__convnext_default_transforms_and_mixup() -> None:
-    mixup = Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, num_classes=4)
+def test_finetune__convnext_default_transforms_and_mixup(tiny_model: TinyModel) -> None:
+    # The official recipe's augmentation and mixing, on (C, H, W) tensor images.
     result = finetune(
-        from_timm(BUILD["convnext"]()),
+        from_timm(tiny_model("convnext")),
         _color_task(64, size=32),
         _color_task(32, size=32, seed=1),
         4,
         FinetuneRecipe(epochs=1, warmup_epochs=0, batch_size=16, base_lr=0.1),
         input_size=32,  # ConvNeXt has no img_size to read it from
         normalize=None,
-        mixup=mixup,
-        accelerator="cpu",
     )
     assert 0.0 <= result["top1"] <= 100.0 and len(result["history"]) == 1
     assert result["settings"]["mixup"] is True
     assert result["settings"]["layer_decay"] == 0.9
 
 
-def test_finetune__reports_drop_path_set_at_creation() -> None:
-    encoder = from_timm(
-        "vit_tiny_patch16_224",
-        img_size=16,
-        patch_size=8,
-        embed_dim=16,
-        depth=2,
-        num_heads=2,
-        drop_path_rate=0.1,
-    )
+def test_finetune__reports_drop_path_set_at_creation(tiny_model: TinyModel) -> None:
+    encoder = from_timm(tiny_model("vit", drop_path_rate=0.1))
     assert drop_path_rate(timm_classifier(encoder, 3)) == pytest.approx(0.1)
-    assert drop_path_rate(BUILD["vit"]()) == 0.0
+    assert drop_path_rate(tiny_model("vit")) == 0.0
 
 
-def test_finetune__trains_an_encoder_handed_over_in_eval_mode() -> None:
+def test_finetune__trains_an_encoder_handed_over_in_eval_mode(
+    tiny_model: TinyModel,
+) -> None:
     # load_run returns methods in eval mode; fine-tuning must still train with
     # drop path on (Lightning keeps each module's mode as it finds it).
-    encoder = from_timm(
-        "vit_tiny_patch16_224",
-        img_size=16,
-        patch_size=8,
-        embed_dim=16,
-        depth=2,
-        num_heads=2,
-        drop_path_rate=0.5,
-    ).eval()
+    encoder = from_timm(tiny_model("vit", drop_path_rate=0.5)).eval()
     modes: list[bool] = []
 
     def record(module: nn.Module, args: object) -> None:
@@ -328,14 +327,13 @@ def test_finetune__trains_an_encoder_handed_over_in_eval_mode() -> None:
         FinetuneRecipe(epochs=1, warmup_epochs=0, batch_size=16, base_lr=0.01),
         train_transform=None,
         eval_transform=None,
-        accelerator="cpu",
     )
     # 2 training steps in train mode, then the validation pass in eval mode.
     assert modes[:2] == [True, True] and modes[-1] is False
 
 
-def test_timm_classifier__new_head_and_copy() -> None:
-    encoder = from_timm(BUILD["swin"]())
+def test_timm_classifier__new_head_and_copy(tiny_model: TinyModel) -> None:
+    encoder = from_timm(tiny_model("swin"))
     model = timm_classifier(encoder, num_classes=7)
     logits = model(torch.randn(2, 3, 16, 16))
     assert logits.shape == (2, 7)
@@ -349,7 +347,7 @@ def test_timm_classifier__new_head_and_copy() -> None:
     [
         ({"num_classes": 1}, ValueError, "at least 2"),
         (
-            {"recipe": FinetuneRecipe(epochs=1, warmup_epochs=0, batch_size=999)},
+            {"recipe": FinetuneRecipe(epochs=1, warmup_epochs=0, batch_size=998)},
             ValueError,
             "fewer than one batch",
         ),
@@ -357,10 +355,10 @@ def test_timm_classifier__new_head_and_copy() -> None:
     ],
 )
 def test_finetune__invalid_arguments_raise(
-    kwargs: dict, error: type[Exception], match: str
+    kwargs: dict, error: type[Exception], match: str, tiny_model: TinyModel
 ) -> None:
     run = {
-        "encoder": from_timm(BUILD["vit"]()),
+        "encoder": from_timm(tiny_model("vit")),
         "train_dataset": _color_task(32),
         "val_dataset": _color_task(8),
         "num_classes": 4,
@@ -371,10 +369,12 @@ def test_finetune__invalid_arguments_raise(
         finetune(**run)
 
 
-def test_finetune__default_transforms_need_input_size_for_convnext() -> None:
+def test_finetune__default_transforms_need_input_size_for_convnext(
+    tiny_model: TinyModel,
+) -> None:
     with pytest.raises(ValueError, match="pass input_size"):
         finetune(
-            from_timm(BUILD["convnext"]()),
+            from_timm(tiny_model("convnext")),
             _color_task(32),
             _color_task(8),
             4,
@@ -403,10 +403,20 @@ def test_finetune_recipe__invalid_settings_raise() -> None:
 
 
 def test_finetune__default_train_crop_uses_the_recipes_min_scale() -> None:
-    from lightly_simmim.evaluation.finetune import _transforms
-
-    model = BUILD["vit"]()
     for scale in (0.08, 0.5):
-        train, _ = _transforms(model, "default", "default", None, None, scale)
-        crops = [t for t in train.transforms if type(t).__name__ == "RandomResizedCrop"]
+        recipe = FinetuneRecipe(crop_min_scale=scale, train_crop="resized")
+        train, _ = classification_transforms(64, 3, None, recipe)
+        crops = [
+            step
+            for step in _steps(train)
+            if type(step).__name__ == "RandomResizedCropAndInterpolation"
+        ]
         assert [c.scale for c in crops] == [(scale, 1.0)]
+
+
+def _steps(transform: Any) -> list[Any]:
+    """Every leaf step of nested ``Compose`` transforms, in order."""
+    inner = getattr(transform, "transforms", None)
+    if inner is None:
+        return [transform]
+    return [step for part in inner for step in _steps(part)]

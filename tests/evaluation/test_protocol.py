@@ -59,3 +59,62 @@ def test_evaluate_run__missing_run_names_what_a_run_folder_holds(
         evaluate_run(tmp_path / "nope", "knn")
     assert "config.yaml" in str(info.value)
     assert not (tmp_path / "nope").exists()  # nothing written
+
+
+# Two CPU processes through Lightning's DDP (gloo over loopback), as a multi-GPU run
+# would evaluate; fp32 so that both runs compute alike.
+DDP = ["trainer.devices=2", "trainer.strategy=ddp", "trainer.accelerator=cpu"]
+FP32 = ["trainer.precision=32", "data.limit_eval=33"]  # 33: shards of 17 and 16
+
+
+@pytest.fixture
+def tiny_run(
+    tmp_path: Path, pretrain_args: Callable[..., list[str]], run_cli: RunCli
+) -> Path:
+    """A tiny pretrained run of this test's own (64 training images)."""
+    result = run_cli(*pretrain_args())
+    assert result.returncode == 0, result.stderr
+    return tmp_path / "runs" / "simmim"
+
+
+@pytest.mark.slow
+def test_evaluate__finetune_on_two_ddp_processes_uses_the_global_batch(
+    tiny_run: Path, run_cli: RunCli
+) -> None:
+    args = ["--protocol", "finetune", "--epochs", "2", "--batch-size", "8"]
+    result = run_cli("evaluate", *args, str(tiny_run), "--set", *DDP, *FP32)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "MEMBER: 2/2" in result.stdout + result.stderr  # rank 1 took part
+    saved = json.loads((tiny_run / "eval" / "finetune.json").read_text())
+    settings = saved["settings"]
+    # 8 images per process and step, 2 processes: 16 per step, and the peak LR
+    # scaled from base_lr by 16 / 512.
+    assert settings["world_size"] == 2 and settings["global_batch_size"] == 16
+    assert settings["lr"] == pytest.approx(settings["base_lr"] * 16 / 512)
+    assert settings["precision"] == "32-true"
+    assert len(saved["history"]) == 2
+    # Every test image scored once over both processes: hits out of 33 (a padded
+    # sampler would score 34).
+    for record in saved["history"]:
+        hits = record["top1"] * 33 / 100
+        assert hits == pytest.approx(round(hits), abs=1e-6), record
+    assert settings["num_val"] == 33
+
+
+@pytest.mark.slow
+def test_evaluate__linear_probe_on_two_ddp_processes_gathers_every_feature(
+    tiny_run: Path, run_cli: RunCli
+) -> None:
+    args = ["--protocol", "linear", "--epochs", "3", str(tiny_run), "--set"]
+    single = run_cli("evaluate", *args, *FP32)
+    assert single.returncode == 0, single.stderr[-3000:]
+    alone = json.loads((tiny_run / "eval" / "linear.json").read_text())
+    double = run_cli("evaluate", *args, *DDP, *FP32)
+    assert double.returncode == 0, double.stderr[-3000:]
+    assert "MEMBER: 2/2" in double.stdout + double.stderr  # rank 1 took part
+    shared = json.loads((tiny_run / "eval" / "linear.json").read_text())
+    # Both processes encode half of the images; the gathered features, in dataset
+    # order, train the same probe as one process's (up to one test image from
+    # floating-point differences between batch compositions).
+    assert abs(shared["top1"] - alone["top1"]) <= 100 / 33 + 1e-9
+    assert shared["checkpoint"] == alone["checkpoint"]

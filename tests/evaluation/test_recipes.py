@@ -33,3 +33,25 @@ def test_override__unknown_field_and_out_of_range_value_raise() -> None:
         override(LinearRecipe(), lr_decay=0.5)
     with pytest.raises(SettingError, match="'epochs' = 0 must be >= 1"):
         override(FinetuneRecipe(), epochs=0)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"batch_size": 33}, "'batch_size' = 33 must be even with mixup"),
+        ({"auto_augment": "randaug-m9"}, "'auto_augment' = 'randaug-m9' must be"),
+        ({"head_init_scale": "big"}, "'head_init_scale' = 'big' must be 'auto'"),
+        ({"mixup_prob": 1.5}, "'mixup_prob' = 1.5 must be in"),
+    ],
+)
+def test_finetune_recipe__impossible_settings_name_the_field(
+    change: dict[str, object], match: str
+) -> None:
+    with pytest.raises(SettingError, match=match):
+        FinetuneRecipe(**change)  # type: ignore[arg-type]
+
+
+def test_finetune_recipe__odd_batches_are_fine_without_mixing() -> None:
+    recipe = FinetuneRecipe(batch_size=33, mixup_alpha=0.0, cutmix_alpha=0.0)
+    assert not recipe.mixes and recipe.batch_size == 33
+    assert FinetuneRecipe().mixes  # the official recipe mixes
