@@ -118,3 +118,17 @@ def test_shipped_configs__all_load_and_paper_recipes_carry_finetune() -> None:
     assert vit.epochs == swin.epochs == 100 and vit.base_lr == 1.25e-3
     with pytest.raises(ConfigError, match="Did you mean 'layer_decay'"):
         load_config(None, ["finetune.layer_decy=0.7"])
+
+
+def test_load_config__another_method_on_the_command_line_drops_the_files_options() -> (
+    None
+):
+    # The README's "same loop, another method": the CPU default's SimMIM mask
+    # options mean nothing to MAE; only the options given with it stay.
+    config = load_config(
+        "fashion_mnist_cpu", ["method.name=mae", "method.mask_ratio=0.75"]
+    )
+    assert config.method.name == "mae"
+    assert config.method.options == {"mask_ratio": 0.75}
+    same = load_config("fashion_mnist_cpu", ["method.mask_ratio=0.5"])
+    assert same.method.options == {"mask_patch_size": 8, "mask_ratio": 0.5}

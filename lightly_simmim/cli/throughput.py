@@ -131,6 +131,13 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
         help="default: the config's trainer.precision; auto = bf16-mixed where "
         "the device does bf16 natively (CUDA 8.0+, AVX512-BF16 / AMX CPUs)",
     )
+    parser.add_argument(
+        "--hf-precision",
+        choices=PRECISIONS,
+        default=None,
+        help="the hf row's own precision (e.g. 32, what an HF user gets by default, "
+        "beside this package's auto); default: the table's",
+    )
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
     parser.add_argument(
         "--compile", action="store_true", help="torch.compile every row's model"
@@ -190,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         image_size=args.image_size,
         precision=args.precision,
+        hf_precision=args.hf_precision,
         device=args.device,
         compile=args.compile,
         repeats=args.repeats,

@@ -52,7 +52,25 @@ def load_config(
         values = read_yaml(resolve_config_path(path))
     given = copy.deepcopy(values)
     apply_overrides(values, overrides)
+    _drop_options_of_a_replaced_method(given, values, overrides)
     return config_from_values(_with_default_mappings(given, values))
+
+
+def _drop_options_of_a_replaced_method(
+    given: Mapping[str, object], values: dict[str, object], overrides: Sequence[str]
+) -> None:
+    """``--set method.name=mae`` over a SimMIM file: the file's SimMIM options
+    (``mask_patch_size``, ...) mean nothing to MAE, so only the options given on the
+    command line stay."""
+    method, before = values.get("method"), given.get("method")
+    if not isinstance(method, dict) or not isinstance(before, Mapping):
+        return
+    if method.get("name") == before.get("name", Config().method.name):
+        return
+    empty: dict[str, object] = {}
+    from_command_line = apply_overrides(empty, overrides).get("method")
+    kept = dict(from_command_line) if isinstance(from_command_line, Mapping) else {}
+    values["method"] = kept
 
 
 def _with_default_mappings(

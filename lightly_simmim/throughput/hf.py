@@ -290,7 +290,7 @@ def hf_step(
     optimizer = torch.optim.AdamW(model.parameters())  # HF users' default
     run = StepPrecision(precision, device)
     attention = getattr(model.config, "_attn_implementation", None) or "default"
-    notes = [f"transformers attention: {attention}"]
+    notes = [f"transformers attention: {attention}; precision {precision}"]
     if not shape.norms_tokens:
         notes.append(
             "HF's final LayerNorm normalises every token; this ViT (global_pool="

@@ -92,6 +92,8 @@ class ThroughputSettings:
         warmup: Untimed steps per row before the first repetition.
         steps: Steps (batches) per repetition.
         rows: The rows, in the order of the table (see :data:`ROWS`).
+        hf_precision: The ``hf`` row's own precision (``32``: what an HF user gets
+            by default); None = the table's.
 
     Raises:
         ValueError: An unknown row, or counts below their minimum.
@@ -102,6 +104,7 @@ class ThroughputSettings:
     batch_size: int | None = None
     image_size: int | None = None
     precision: str | None = None
+    hf_precision: str | None = None
     device: str = "auto"
     compile: bool = False
     repeats: int = 5
@@ -156,12 +159,15 @@ def _builder(
 
         def build_hf() -> Workload:
             masks = _simmim_masks(target)
+            own = settings.hf_precision
             return hf_step(
                 target.method_config("simmim"),
                 mask_patch_size=masks.mask_patch_size,
                 mask_ratio=masks.mask_ratio,
                 device=device,
-                precision=precision,
+                precision=precision
+                if own is None
+                else resolve_precision(own, device).name,
                 compile_model=settings.compile,
             )
 
