@@ -23,6 +23,7 @@ ROWS = (
     "loop",
     "simmim-unfused",
     "simmim-fullhead",
+    "masks",
 )
 DEFAULT_ROWS = ROWS[:6]
 PRECISIONS = ("32", "bf16-mixed", "16-mixed", "auto")
@@ -166,7 +167,8 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
         metavar="ROW,...",
         help=f"rows in table order (default: {','.join(DEFAULT_ROWS)}; also "
         "simmim-unfused (AdamW without its fused kernel) and simmim-fullhead (the "
-        "head on every position): what those two choices are worth)",
+        "head on every position): what those two choices are worth; masks: the mask "
+        "generation alone, per mask)",
     )
     parser.add_argument(
         "--json", metavar="FILE", default=None, help="also write the report as JSON"

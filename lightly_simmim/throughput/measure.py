@@ -24,6 +24,7 @@ from lightly_simmim.throughput.flops import count_flops, measure_matmul_peak
 from lightly_simmim.throughput.hf import hf_step
 from lightly_simmim.throughput.loop import LoopRun
 from lightly_simmim.throughput.machine import describe_machine, resolve_device
+from lightly_simmim.throughput.masks import MaskGeneration
 from lightly_simmim.throughput.memory import MemoryProbe
 from lightly_simmim.throughput.precision import (
     ResolvedPrecision,
@@ -53,6 +54,7 @@ ROWS = (
     "loop",
     "simmim-unfused",
     "simmim-fullhead",
+    "masks",
 )
 #: The rows measured unless asked otherwise.
 DEFAULT_ROWS = ROWS[:6]
@@ -174,6 +176,8 @@ def _builder(
         return build_hf
     if name == "data":
         return lambda: DataPath(target.config, device)
+    if name == "masks":
+        return lambda: MaskGeneration(target.method_config("simmim"), device)
     return lambda: LoopRun(
         target.config, device, precision, settings.compile, settings.warmup
     )

@@ -98,7 +98,7 @@ def _check_measured(report: ThroughputReport, rows: tuple[str, ...]) -> None:
 def test_measure_throughput__every_method_row_has_positive_numbers(
     tiny_benchmark: Path,
 ) -> None:
-    rows = ("simmim", "mae", "byol", "simmim-unfused", "simmim-fullhead")
+    rows = ("simmim", "mae", "byol", "simmim-unfused", "simmim-fullhead", "masks")
     report = _measure(tiny_benchmark, rows)
     _check_measured(report, rows)
     markdown = report.to_markdown()
