@@ -81,7 +81,8 @@ def test_method_class__third_party_method_by_name(install_plugin: Installer) -> 
             """
         },
     )
-    method = build_method(_config("method.name=quiet-simmim"), with_classes=False)
+    config = _config("method.name=quiet-simmim", "method.mask_patch_size=8")
+    method = build_method(config, with_classes=False)
     assert type(method).__name__ == "QuietSimMIM"
     assert type(method).__module__ == "tiny_methods"
     with pytest.raises(

@@ -227,6 +227,9 @@ def test_pretrain__ddp_on_two_cpu_processes_with_masks_per_rank(
     }
     result = pretrain(
         "method.name=rank_probe",
+        # A method named on the command line starts from its own defaults (32 px
+        # cells: one on a 32 px image); 8 px cells, as the default config.
+        "method.mask_patch_size=8",
         "trainer.strategy=ddp",
         "trainer.devices=2",
         "trainer.accelerator=cpu",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, TypedDict
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.utilities.types import OptimizerLRSchedulerConfig
 from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
@@ -14,7 +15,7 @@ from torchmetrics import MeanMetric, SumMetric
 from lightly_simmim.evaluation.classifier import resolve_layer_decay
 from lightly_simmim.evaluation.optimizer import finetune_optimizer
 from lightly_simmim.evaluation.recipes import LR_REFERENCE_BATCH, FinetuneRecipe
-from lightly_simmim.optim import scaled_lr
+from lightly_simmim.optim import clip_in_hook, fused_allowed, scaled_lr
 from lightly_simmim.schedule import PerStepScheduler, ScheduleSettings, create_scheduler
 
 __all__ = ["EpochRecord", "FinetuneModule", "build_mixup"]
@@ -134,9 +135,6 @@ class FinetuneModule(pl.LightningModule):
         recipe = self.recipe
         # world_size counts every process: devices x nodes.
         self.global_batch_size = recipe.batch_size * self.trainer.world_size
-        # Lightning refuses to clip the gradients of a fused optimiser under mixed
-        # precision (a fused step unscales fp16 gradients itself).
-        mixed = "mixed" in str(self.trainer.precision)
         optimizer = finetune_optimizer(
             self.model,
             lr=recipe.base_lr * self.lr_factor,
@@ -145,7 +143,7 @@ class FinetuneModule(pl.LightningModule):
             betas=recipe.betas,
             eps=recipe.eps,
             rel_pos_weight_decay=recipe.rel_pos_weight_decay,
-            fused=False if mixed and recipe.clip_grad is not None else None,
+            fused=fused_allowed(str(self.trainer.precision), recipe.clip_grad),
         )
         total_steps = max(1, int(self.trainer.estimated_stepping_batches))
         schedule = ScheduleSettings(
@@ -165,6 +163,21 @@ class FinetuneModule(pl.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},  # type: ignore[typeddict-item]
         }
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: int | float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Clips the model's gradients (:func:`lightly_simmim.optim.clip_in_hook`)."""
+        clip_in_hook(
+            self,
+            optimizer,
+            self.model.parameters(),
+            gradient_clip_val,
+            gradient_clip_algorithm,
+        )
 
     def lr_scheduler_step(self, scheduler: Any, metric: Any | None) -> None:
         """Sets the rates of the next step (after every optimiser update)."""

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import timm.optim
 import torch
 from timm.models.beit import Beit
 from torch import nn
+
+from lightly_simmim.optim import create_optimizer
 
 __all__ = ["finetune_optimizer", "no_weight_decay_names"]
 
@@ -72,25 +73,13 @@ def finetune_optimizer(
     Returns:
         The optimiser; every group has ``lr_scale`` and ``weight_decay``.
     """
-    groups = timm.optim.param_groups_layer_decay(
+    return create_optimizer(
         model,
-        weight_decay=weight_decay,
-        no_weight_decay_list=sorted(no_weight_decay_names(model, rel_pos_weight_decay)),
-        layer_decay=layer_decay,
-    )
-    if fused is None:
-        fused = all(
-            p.is_floating_point() and p.device.type in ("cpu", "cuda")
-            for p in model.parameters()
-            if p.requires_grad
-        )
-    optimizer: torch.optim.Optimizer = timm.optim.create_optimizer_v2(
-        groups,
-        opt="adamw",
         lr=lr,
         weight_decay=weight_decay,
-        betas=tuple(betas),
+        betas=list(betas),
         eps=eps,
+        layer_decay=layer_decay,
         fused=fused,
+        no_weight_decay=no_weight_decay_names(model, rel_pos_weight_decay),
     )
-    return optimizer

@@ -18,7 +18,13 @@ import torch
 from pytorch_lightning.utilities.types import OptimizerLRSchedulerConfig
 from torch import nn
 
-from lightly_simmim.optim import OptimizerSettings, create_optimizer, scaled_lr
+from lightly_simmim.optim import (
+    OptimizerSettings,
+    clip_in_hook,
+    create_optimizer,
+    fused_allowed,
+    scaled_lr,
+)
 from lightly_simmim.schedule import PerStepScheduler, ScheduleSettings, create_scheduler
 
 __all__ = ["OptimizedModule", "run_steps", "timm_no_weight_decay"]
@@ -102,21 +108,15 @@ class OptimizedModule(pl.LightningModule):
         gradient_clip_val: int | float | None = None,
         gradient_clip_algorithm: str | None = None,
     ) -> None:
-        """Clips the gradients of :meth:`clipped_parameters` (Lightning's hook).
-
-        Under FSDP, whose sharded parameters need its own clipping, Lightning clips
-        every parameter.
-        """
-        if not gradient_clip_val:
-            return
-        if "fsdp" in type(self.trainer.strategy).__name__.lower():
-            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
-            return
-        params = [p for p in self.clipped_parameters() if p.grad is not None]
-        if gradient_clip_algorithm in (None, "norm"):
-            torch.nn.utils.clip_grad_norm_(params, float(gradient_clip_val))
-        else:
-            torch.nn.utils.clip_grad_value_(params, float(gradient_clip_val))
+        """Clips the gradients of :meth:`clipped_parameters` (Lightning's hook;
+        see :func:`lightly_simmim.optim.clip_in_hook`)."""
+        clip_in_hook(
+            self,
+            optimizer,
+            self.clipped_parameters(),
+            gradient_clip_val,
+            gradient_clip_algorithm,
+        )
 
     def no_weight_decay(self) -> set[str]:
         """Full names of parameters without weight decay (timm's factory reads this;
@@ -152,6 +152,7 @@ class OptimizedModule(pl.LightningModule):
             betas=settings.betas,
             eps=settings.eps,
             momentum=settings.momentum,
+            fused=fused_allowed(str(trainer.precision), settings.clip_grad),
         )
         # As the official code: warmup and minimum rates scale like the peak, and
         # the cosine runs over all steps with the warmup inside it.

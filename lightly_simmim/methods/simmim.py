@@ -58,8 +58,8 @@ class SimMIMMethod(PretrainMethod):
         TypeError: If the encoder is not a ``MaskedEncoder``.
         ValueError: If the mask settings do not fit ``input_size`` and the encoder's
             patch size (``input_size % mask_patch_size`` and ``mask_patch_size %
-            patch_size`` must be 0, ``mask_ratio`` in [0, 1]), or the encoder has
-            another number of input channels than ``in_chans``.
+            patch_size`` must be 0, some cells masked and some visible), or the
+            encoder has another number of input channels than ``in_chans``.
     """
 
     Settings = SimMIMSettings
@@ -92,6 +92,18 @@ class SimMIMMethod(PretrainMethod):
             mask_ratio=settings.mask_ratio,
             seed=self.seed,
         )
+        generator = self.mask_generator
+        if not 0 < generator.num_masked_cells < generator.num_cells:
+            # All masked leaves no context to predict from; none leaves no target
+            # (the loss would divide by zero masked pixels).
+            raise ValueError(
+                f"mask_ratio {settings.mask_ratio} masks "
+                f"{generator.num_masked_cells} of the {generator.num_cells} cell(s) "
+                f"that mask_patch_size {settings.mask_patch_size} makes of a "
+                f"{self.input_size} px image: SimMIM needs some cells masked and some "
+                f"visible. Use a smaller mask_patch_size or a mask_ratio strictly "
+                f"between 0 and 1."
+            )
         if self.input_size % encoder.encoder_stride != 0:
             raise ValueError(
                 f"input_size {self.input_size} must be a multiple of the encoder "

@@ -442,6 +442,10 @@ def test_method__unknown_setting_names_nearest_key(name: str) -> None:
         ({"mask_patch_size": 12}, "input_size .* multiple of mask_patch_size \\(12\\)"),
         ({"mask_patch_size": 4}, "mask_patch_size \\(4\\) must be a multiple of"),
         ({"mask_ratio": 1.5}, "'method.mask_ratio' = 1.5 must be in \\[0, 1\\]"),
+        # One 32 px cell on a 32 px image: masking it leaves nothing visible.
+        ({"mask_patch_size": 32}, "masks 1 of the 1 cell.* some visible"),
+        ({"mask_ratio": 0.0}, "masks 0 of the 4 cell.*some cells masked"),
+        ({"mask_ratio": 1.0}, "masks 4 of the 4 cell"),
     ],
 )
 def test_simmim__impossible_mask_settings_raise(
