@@ -118,11 +118,11 @@ def run(args: argparse.Namespace) -> int:
         args: The arguments of :func:`add_parser`.
 
     Returns:
-        0 once the result is written.
+        0 once the result is written (by global rank 0 alone under DDP).
     """
     # Lazy imports keep `lightly-simmim --help` free of torch and Lightning.
     from lightly_simmim.atomic import atomic_write
-    from lightly_simmim.evaluation.protocol import evaluate_run
+    from lightly_simmim.evaluation.protocol import evaluate_run, is_global_zero
 
     result, path = evaluate_run(
         args.run,
@@ -130,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
         args.overrides,
         recipe_overrides=recipe_options(args),
     )
+    if not is_global_zero():
+        return 0  # the other processes of a DDP evaluation: rank 0 reports
     print(
         f"{LABELS[args.protocol]} top-1: {result['top1']:.2f}% "
         f"(top-5 {result['top5']:.2f}%) of {result['checkpoint']}; wrote {path}"

@@ -49,6 +49,7 @@ __all__ = [
     "Protocol",
     "evaluate_method",
     "evaluate_run",
+    "is_global_zero",
     "knn_evaluate",
     "run_trainer",
 ]
@@ -263,8 +264,13 @@ def evaluate_run(
     result = evaluate_method(method, config, protocol, linear, trainer)
     result["checkpoint"] = str(checkpoint)
     path = folder / "eval" / f"{protocol}.json"
-    # Lightning's global rank of this process (0 outside DDP): the other processes
-    # of a DDP run hold the same result.
-    if getattr(rank_zero_only, "rank", 0) == 0:
+    # The other processes of a DDP evaluation hold the same result.
+    if is_global_zero():
         write_results(result, folder / "eval", protocol)
     return result, path
+
+
+def is_global_zero() -> bool:
+    """Whether this is the process that writes and prints results: Lightning's
+    global rank 0 (every process outside DDP)."""
+    return getattr(rank_zero_only, "rank", 0) == 0

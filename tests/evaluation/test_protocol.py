@@ -85,6 +85,7 @@ def test_evaluate__finetune_on_two_ddp_processes_uses_the_global_batch(
     result = run_cli("evaluate", *args, str(tiny_run), "--set", *DDP, *FP32)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "MEMBER: 2/2" in result.stdout + result.stderr  # rank 1 took part
+    assert result.stdout.count("fine-tune top-1:") == 1  # rank 0 reports alone
     saved = json.loads((tiny_run / "eval" / "finetune.json").read_text())
     settings = saved["settings"]
     # 8 images per process and step, 2 processes: 16 per step, and the peak LR
