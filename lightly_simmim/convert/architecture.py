@@ -126,6 +126,11 @@ class Overrides:
         if rate is not None and not 0.0 <= rate < 1.0:
             raise ValueError(f"drop_path_rate must be in [0, 1), got {rate}.")
 
+    def given(self, *names: str) -> dict[str, object]:
+        """The timm keyword arguments among ``names`` that are set (not None)."""
+        values = {name: getattr(self, name) for name in names}
+        return {name: value for name, value in values.items() if value is not None}
+
 
 @dataclass
 class MappedState:

@@ -10,8 +10,10 @@ converted, so the folder is not for ``--resume``).
 
 The config describes the converted model: the SimMIM method with the checkpoint's
 mask settings (``DATA.MASK_PATCH_SIZE`` / ``DATA.MASK_RATIO`` where its config has
-them), the timm encoder the weights were mapped onto, ImageNet-style RGB data at the
-model's image size (``data.root`` to be given with ``--set`` when it is used).
+them; smaller cells where those do not fit a small ``img_size``, see
+:func:`fit_mask_patch`), the timm encoder the weights were mapped onto,
+ImageNet-style RGB data at the model's image size (``data.root`` to be given with
+``--set`` when it is used).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from lightly_simmim.convert.architecture import config_value
 from lightly_simmim.convert.load import Conversion, convert_official_checkpoint
 from lightly_simmim.convert.safe_load import read_official_checkpoint
 
-__all__ = ["write_run_folder"]
+__all__ = ["fit_mask_patch", "write_run_folder"]
 
 
 def _config(conversion: Conversion, folder: Path, mask: tuple[int, float]) -> Config:
@@ -64,6 +66,25 @@ def _config(conversion: Conversion, folder: Path, mask: tuple[int, float]) -> Co
         output_dir=str(folder.parent),
         name=folder.name,
     )
+
+
+def fit_mask_patch(mask_patch_size: int, side: int, model_patch_size: int) -> int:
+    """The checkpoint's mask cell side, or a smaller one that fits ``side``.
+
+    SimMIM needs cells that tile the image, cover whole tokens and leave some
+    visible; the official 32 px cells do not at a small ``img_size`` (one cell on a
+    32 px image, all masked). Then the largest multiple of ``model_patch_size`` that
+    divides ``side`` in at least 2 x 2 cells; the checkpoint's own if none does (the
+    method then names the problem).
+    """
+    if side % mask_patch_size == 0 and side // mask_patch_size >= 2:
+        return mask_patch_size
+    fitting = [
+        cell
+        for cell in range(model_patch_size, side // 2 + 1, model_patch_size)
+        if side % cell == 0 and cell <= mask_patch_size
+    ]
+    return max(fitting, default=mask_patch_size)
 
 
 def write_run_folder(
@@ -111,6 +132,16 @@ def write_run_folder(
         int(patch) if isinstance(patch, int) else 32,
         float(ratio) if isinstance(ratio, (int, float)) else 0.6,
     )
+    side = conversion.target.img_size[0]
+    cell = fit_mask_patch(mask[0], side, conversion.target.patch_size)
+    if cell != mask[0]:
+        note = (
+            f"mask_patch_size {mask[0]} does not tile {side} px images in 2 x 2 or "
+            f"more cells; the run folder masks {cell} px cells (method."
+            f"mask_patch_size in its config.yaml)."
+        )
+        conversion = dataclasses.replace(conversion, notes=(*conversion.notes, note))
+        mask = (cell, mask[1])
     config = _config(conversion, folder, mask)
     # The method's weights are its SimMIM model's, under "model.".
     state = {

@@ -238,14 +238,9 @@ class SwinConverter(FamilyConverter):
                 "split_rel_pos_bias applies to ViT checkpoints; Swin has one table "
                 "per block already."
             )
-        changes: dict[str, object] = {}
-        if overrides.img_size is not None:
-            changes["img_size"] = overrides.img_size
-        if overrides.window_size is not None:
-            changes["window_size"] = overrides.window_size
-        if overrides.in_chans is not None:
-            changes["in_chans"] = overrides.in_chans
-        target = source.with_kwargs(**changes)
+        target = source.with_kwargs(
+            **overrides.given("img_size", "window_size", "in_chans")
+        )
         if not self.v2:
             return target
         kwargs = source.timm_kwargs

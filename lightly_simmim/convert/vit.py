@@ -138,11 +138,7 @@ class ViTConverter(FamilyConverter):
                 "window_size applies to Swin checkpoints; a ViT's relative position "
                 "tables follow img_size."
             )
-        changes: dict[str, object] = {}
-        if overrides.img_size is not None:
-            changes["img_size"] = overrides.img_size
-        if overrides.in_chans is not None:
-            changes["in_chans"] = overrides.in_chans
+        changes = overrides.given("img_size", "in_chans")
         if (
             overrides.split_rel_pos_bias
             and source.timm_kwargs["use_shared_rel_pos_bias"]

@@ -13,7 +13,7 @@ import torch
 import yaml
 from official_layout import config, official_vit, save_official
 
-from lightly_simmim.convert.run_folder import write_run_folder
+from lightly_simmim.convert.run_folder import fit_mask_patch, write_run_folder
 from lightly_simmim.runs import load_run
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
@@ -45,7 +45,10 @@ def test_write_run_folder__config_and_weights_rebuild_the_model(
     folder, conversion = write_run_folder(official_file, tmp_path / "runs" / "vit")
     written = yaml.safe_load((folder / "config.yaml").read_text())
     assert written["encoder"]["name"] == conversion.target.timm_name
-    assert written["method"]["mask_patch_size"] == 32  # the file's DATA section
+    # The file's DATA section has 32 px cells: one on these 32 px images, all
+    # masked, so the folder masks the largest cells that leave some visible.
+    assert written["method"]["mask_patch_size"] == 16
+    assert any("mask_patch_size 32 does not tile 32 px" in n for n in conversion.notes)
     assert written["data"]["input_size"] == 32 and written["data"]["mean"] is None
     _, method, _, _ = load_run(folder)
     ours = method.state_dict()
@@ -104,3 +107,19 @@ def test_convert_cli__timm_prints_how_to_load(
     assert result.returncode == 0, result.stderr  # type: ignore[attr-defined]
     assert "timm.create_model('beit_" in result.stdout  # type: ignore[attr-defined]
     assert output.is_file() and output.with_suffix(".json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("official", "side", "patch", "expected"),
+    [
+        (32, 192, 4, 32),  # the paper's Swin cells fit: kept
+        (32, 224, 16, 32),  # the paper's ViT cells fit: kept
+        (32, 32, 4, 16),  # one cell: 2 x 2 of 16 px instead
+        (32, 48, 16, 16),  # 48 / 32 does not divide: 3 x 3 of 16 px
+        (32, 16, 16, 32),  # nothing smaller fits: kept, the method names it
+    ],
+)
+def test_fit_mask_patch__keeps_or_shrinks_the_official_cells(
+    official: int, side: int, patch: int, expected: int
+) -> None:
+    assert fit_mask_patch(official, side, patch) == expected
