@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         0 once the result is written (by global rank 0 alone under DDP).
     """
-    # Lazy imports keep `lightly-simmim --help` free of torch and Lightning.
+    # Lazy imports keep Lightning out of `lightly-simmim --help`.
     from lightly_simmim.atomic import atomic_write
     from lightly_simmim.evaluation.protocol import evaluate_run, is_global_zero
 

@@ -13,7 +13,7 @@ from lightly_simmim.cli.common import (
 )
 
 # The names of lightly_simmim.throughput, repeated so that `--help` does not import
-# torch; tests check they agree.
+# it (and Lightning with it); tests check they agree.
 ROWS = (
     "simmim",
     "hf",
@@ -189,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
     Raises:
         ValueError: A bad target, override, precision or device.
     """
-    # Imported here: they pull in torch, and `--help` should stay instant.
+    # Imported here: they pull in Lightning, which `--help` should not wait for.
     from lightly_simmim.atomic import atomic_write
     from lightly_simmim.throughput import ThroughputSettings, measure_throughput
 

@@ -54,9 +54,7 @@ def _attention_backward_flops(
 ) -> int:
     # Four products of the forward's size: dV = P^T dO, dP = dO V^T, dQ = dS K,
     # dK = dS^T Q (torch's convention for its fused kernels: no recomputation).
-    b, h, s_q, d = query_shape
-    s_k, d_v = key_shape[-2], value_shape[-1]
-    return 4 * b * h * s_q * s_k * (d + d_v)
+    return 2 * _attention_flops(query_shape, key_shape, value_shape)
 
 
 def _cpu_attention_formulas() -> dict[object, Callable[..., int]]:

@@ -70,6 +70,22 @@ def _decode_and_loss(
     return rec, loss / (pixels.sum() + 1e-5) / images.shape[1]
 
 
+def _embed_patches(
+    sd: StateDict, images: Tensor, patch: int
+) -> tuple[StateDict, Tensor]:
+    """The encoder's tensors (no ``encoder.`` prefix) and its patch tokens (B, L, C)."""
+    enc = {
+        k.removeprefix("encoder."): v for k, v in sd.items() if k.startswith("encoder.")
+    }
+    x = F.conv2d(
+        images,
+        enc["patch_embed.proj.weight"],
+        enc["patch_embed.proj.bias"],
+        stride=patch,
+    )
+    return enc, x.flatten(2).transpose(1, 2)
+
+
 def vit_forward(
     sd: StateDict, images: Tensor, mask: Tensor, *, patch: int, heads: int, depth: int
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -78,19 +94,7 @@ def vit_forward(
     Returns:
         (features (B, C, h, w), reconstruction, loss).
     """
-    enc = {
-        k.removeprefix("encoder."): v for k, v in sd.items() if k.startswith("encoder.")
-    }
-    x = (
-        F.conv2d(
-            images,
-            enc["patch_embed.proj.weight"],
-            enc["patch_embed.proj.bias"],
-            stride=patch,
-        )
-        .flatten(2)
-        .transpose(1, 2)
-    )  # (B, L, C)
+    enc, x = _embed_patches(sd, images, patch)
     w = mask.flatten(1).unsqueeze(-1).float()
     x = x * (1 - w) + enc["mask_token"] * w
     x = torch.cat([enc["cls_token"].expand(x.shape[0], -1, -1), x], dim=1)
@@ -185,19 +189,7 @@ def swin_forward(
     Returns:
         (features (B, C, h, w), reconstruction, loss).
     """
-    enc = {
-        k.removeprefix("encoder."): v for k, v in sd.items() if k.startswith("encoder.")
-    }
-    x = (
-        F.conv2d(
-            images,
-            enc["patch_embed.proj.weight"],
-            enc["patch_embed.proj.bias"],
-            stride=patch,
-        )
-        .flatten(2)
-        .transpose(1, 2)
-    )  # (B, L, C)
+    enc, x = _embed_patches(sd, images, patch)
     x = _layer_norm(x, enc, "patch_embed.norm", 1e-5)
     w = mask.flatten(1).unsqueeze(-1).float()
     x = x * (1 - w) + enc["mask_token"] * w
