@@ -86,6 +86,37 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def _add_timing(parser: argparse.ArgumentParser) -> None:
+    """The arguments of what is timed and how often."""
+    parser.add_argument(
+        "--repeats", type=_positive, default=5, metavar="N", help="default: 5"
+    )
+    parser.add_argument(
+        "--warmup",
+        type=_non_negative,
+        default=3,
+        metavar="N",
+        help="untimed steps per row first (default: 3)",
+    )
+    parser.add_argument(
+        "--steps",
+        type=_positive,
+        default=5,
+        metavar="N",
+        help="steps per repetition (default: 5)",
+    )
+    parser.add_argument(
+        "--rows",
+        type=_rows,
+        default=DEFAULT_ROWS,
+        metavar="ROW,...",
+        help=f"rows in table order (default: {','.join(DEFAULT_ROWS)}; also "
+        "simmim-unfused (AdamW without its fused kernel) and simmim-fullhead (the "
+        "head on every position): what those two choices are worth; masks: the mask "
+        "generation alone, per mask)",
+    )
+
+
 def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     """Adds the ``throughput`` command and its arguments.
 
@@ -143,33 +174,7 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--compile", action="store_true", help="torch.compile every row's model"
     )
-    parser.add_argument(
-        "--repeats", type=_positive, default=5, metavar="N", help="default: 5"
-    )
-    parser.add_argument(
-        "--warmup",
-        type=_non_negative,
-        default=3,
-        metavar="N",
-        help="untimed steps per row first (default: 3)",
-    )
-    parser.add_argument(
-        "--steps",
-        type=_positive,
-        default=5,
-        metavar="N",
-        help="steps per repetition (default: 5)",
-    )
-    parser.add_argument(
-        "--rows",
-        type=_rows,
-        default=DEFAULT_ROWS,
-        metavar="ROW,...",
-        help=f"rows in table order (default: {','.join(DEFAULT_ROWS)}; also "
-        "simmim-unfused (AdamW without its fused kernel) and simmim-fullhead (the "
-        "head on every position): what those two choices are worth; masks: the mask "
-        "generation alone, per mask)",
-    )
+    _add_timing(parser)
     parser.add_argument(
         "--json", metavar="FILE", default=None, help="also write the report as JSON"
     )
