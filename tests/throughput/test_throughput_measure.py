@@ -134,7 +134,7 @@ def test_measure_throughput__rows_a_target_cannot_have_say_why() -> None:
         "test_convnext",
         ("simmim", "mae", "byol", "hf"),
         batch_size=2,
-        image_size=32,
+        image_size=64,
     )
     data = {row["row"]: row for row in report.to_dict()["rows"]}
     assert data["simmim"]["status"] == data["byol"]["status"] == "measured"
@@ -146,6 +146,14 @@ def test_measure_throughput__rows_a_target_cannot_have_say_why() -> None:
     )
     assert "| mae | absent (see notes) |" in report.to_markdown()
     assert f"mae: absent: {data['mae']['reason']}" in report.to_markdown()
+
+
+def test_measure_throughput__a_mask_covering_the_image_is_absent_with_the_fix() -> None:
+    # At 32 px the paper's 32 px cells leave one cell: all masked, nothing to see.
+    report = _measure("test_convnext", ("simmim",), batch_size=2, image_size=32)
+    (row,) = report.to_dict()["rows"]
+    assert row["status"] == "absent"
+    assert "mask_patch_size" in row["reason"] and "1 of the 1 cell" in row["reason"]
 
 
 def test_measure_throughput__failed_compile_is_reported_in_the_row(
