@@ -9,8 +9,10 @@ from lightly_simmim.benchmark.config import (
     PROTOCOLS,
     Baselines,
     BenchmarkConfig,
+    SeededRun,
     load_benchmark_config,
     method_configs,
+    seeded_runs,
 )
 from lightly_simmim.benchmark.report import write_report
 from lightly_simmim.benchmark.runner import BenchmarkError, RawPixels, run_benchmark
@@ -21,8 +23,10 @@ __all__ = [
     "BenchmarkConfig",
     "BenchmarkError",
     "RawPixels",
+    "SeededRun",
     "load_benchmark_config",
     "method_configs",
     "run_benchmark",
+    "seeded_runs",
     "write_report",
 ]

@@ -11,14 +11,21 @@ A benchmark file looks like::
       finetune: {epochs: 1, ...}      # the fine-tune protocol's recipe
     methods:               # row label -> sections merged over `base`
       simmim: {method: {name: simmim, mask_patch_size: 8}}
-      mae: {method: {name: mae}}
-      byol: {optim: {base_lr: 1.0e-3}}          # method name = the label
-    protocols: [knn, linear, finetune]
+      mae: {method: {name: mae}}                # method name = the label
+      byol: {optim: {base_lr: 1.0e-3}, seeds: [0]}  # this row: one seed only
+    protocols: [knn, linear, finetune, layers]   # layers: every block probed
     linear: {epochs: 10}   # the linear probe (lightly_simmim.evaluation.LinearRecipe)
+    seeds: [0, 1]          # every row pretrained and evaluated once per seed
     baselines:
       from_scratch: true   # the encoder fine-tuned from random init (+ its kNN/linear)
       raw_pixels: true     # kNN on the normalised pixels
       single_token: simmim # SimMIM with one-token masks at ratio 0.75, from this row
+
+With ``seeds``, each row is one run per seed (``runs/<label>-seed<N>``, the run
+config's ``seed`` set to N, which seeds its evaluations too) and every cell of the
+table is the mean and standard deviation over them; a row's own ``seeds`` key
+replaces the list for that row (a slow baseline at one seed). Without ``seeds``,
+each row is one run at the run config's ``seed`` (``runs/<label>``).
 
 Every key is checked as strictly as in run configs (a misspelt key names the nearest
 valid one), every method's run config is resolved and its method looked up through
@@ -50,8 +57,10 @@ __all__ = [
     "PROTOCOLS",
     "Baselines",
     "BenchmarkConfig",
+    "SeededRun",
     "load_benchmark_config",
     "method_configs",
+    "seeded_runs",
 ]
 
 
@@ -89,6 +98,24 @@ class BenchmarkConfig:
     name: str = "benchmark"
     #: Results, tables and plots go here; every run folder is ``output_dir/runs/``.
     output_dir: str = "benchmarks/results"
+    #: One run of every row per seed (None: one run at ``base.seed``); see the
+    #: module docstring.
+    seeds: list[int] | None = None
+
+
+@dataclass(frozen=True)
+class SeededRun:
+    """One run of a table row: its label, its seed and its run config."""
+
+    label: str
+    #: None: the benchmark has no ``seeds`` (one run, at the config's own seed).
+    seed: int | None
+    config: Config
+
+    @property
+    def name(self) -> str:
+        """The run's folder name: the label, with ``-seed<N>`` under ``seeds``."""
+        return self.label if self.seed is None else f"{self.label}-seed{self.seed}"
 
 
 def _merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
@@ -107,6 +134,29 @@ def _check_label(label: str) -> None:
         raise ConfigError(
             f"Method label {label!r} must be a plain name (it names a run folder)."
         )
+
+
+def _check_seeds(seeds: object, key: str) -> None:
+    if seeds is None:
+        return
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(type(seed) is int and seed >= 0 for seed in seeds)
+        or len(set(seeds)) != len(seeds)
+    ):
+        raise ConfigError(
+            f"{key} must be a non-empty list of distinct integers >= 0 (e.g. [0, 1]), "
+            f"got {seeds!r}."
+        )
+
+
+def _row_seeds(label: str, sections: Mapping[str, Any]) -> tuple[dict[str, Any], Any]:
+    """(the row's config sections, its own ``seeds`` or None)."""
+    sections = dict(sections)
+    seeds = sections.pop("seeds", None)
+    _check_seeds(seeds, f"methods.{label}.seeds")
+    return sections, seeds
 
 
 def load_benchmark_config(
@@ -136,6 +186,7 @@ def load_benchmark_config(
     unknown = set(config.protocols) - set(PROTOCOLS)
     if unknown:  # from_dict checks Literal items; this is a second guard.
         raise ConfigError(f"Unknown protocols {sorted(unknown)}.")
+    _check_seeds(config.seeds, "seeds")
     method_configs(config)  # every run config resolves now, not after an hour
     single = config.baselines.single_token
     if single is not None and single not in config.methods:
@@ -172,6 +223,7 @@ def method_configs(benchmark: BenchmarkConfig) -> dict[str, Config]:
                 f"'methods.{label}' must be a mapping of config sections, got "
                 f"{sections!r}."
             )
+        sections, _ = _row_seeds(label, sections)
         values = _merge(benchmark.base, sections)
         method = values.get("method")
         if method is None or (isinstance(method, Mapping) and "name" not in method):
@@ -193,3 +245,25 @@ def method_configs(benchmark: BenchmarkConfig) -> dict[str, Config]:
             config, name=label, output_dir=str(Path(benchmark.output_dir) / "runs")
         )
     return configs
+
+
+def seeded_runs(
+    benchmark: BenchmarkConfig, label: str, config: Config
+) -> list[SeededRun]:
+    """The runs of row ``label`` (``config``: its run config): one per seed.
+
+    The row's own ``methods.<label>.seeds`` if it has one, else the benchmark's
+    ``seeds``; without either, one run at ``config.seed`` named ``label``.
+    """
+    sections = benchmark.methods.get(label)
+    own = None
+    if isinstance(sections, Mapping):
+        own = _row_seeds(label, sections)[1]
+    seeds = own if own is not None else benchmark.seeds
+    if seeds is None:
+        return [SeededRun(label, None, config)]
+    runs = []
+    for seed in seeds:
+        run = SeededRun(label, seed, config)
+        runs.append(replace(run, config=replace(config, name=run.name, seed=seed)))
+    return runs

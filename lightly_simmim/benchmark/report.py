@@ -1,9 +1,11 @@
 """The benchmark's report: ``results.md``, ``results.csv``, ``results.json``, plots.
 
-Every file is written atomically and rewritten after each row, so the folder always
-holds a complete report of the rows finished so far. The numbers come only from the
+Every file is written atomically and rewritten after each run, so the folder always
+holds a complete report of the runs finished so far. The numbers come only from the
 run folders (``metrics.json``, ``eval/*.json``, ``logs/csv/version_*/metrics.csv``);
-nothing here computes an accuracy.
+nothing here computes an accuracy. ``results.csv`` has one line per run (a row label
+and a seed); ``results.md`` one line per row label, every accuracy the mean ± the
+standard deviation over its seeds (:mod:`.summary`); ``results.json`` both.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from lightly_simmim.atomic import atomic_write
+from lightly_simmim.benchmark.plots import plot_accuracy, plot_layers, plot_losses
+from lightly_simmim.benchmark.summary import PROBES, RowSummary, Spread, summarize
 
 if TYPE_CHECKING:
     from lightly_simmim.benchmark.config import BenchmarkConfig
@@ -31,6 +35,7 @@ __all__ = ["COLUMNS", "loss_curves", "machine", "write_report"]
 #: Columns of results.csv, in order (results.json has the same keys per row).
 COLUMNS = (
     "label",
+    "seed",
     "kind",
     "method",
     "encoder",
@@ -49,9 +54,13 @@ COLUMNS = (
     "knn_seconds",
     "linear_seconds",
     "finetune_seconds",
+    "knn_best_top1",
+    "knn_best_layer",
+    "linear_best_top1",
+    "linear_best_layer",
+    "layers_seconds",
     "folder",
 )
-_PROTOCOL_NAMES = {"knn": "kNN", "linear": "linear", "finetune": "fine-tune"}
 _MEMORY_KINDS = {"cpu_max_rss": "RSS", "cuda_allocated": "CUDA"}
 
 
@@ -89,8 +98,16 @@ def loss_curves(folder: Path) -> list[tuple[int, float]]:
     return sorted(points.items())
 
 
-def _percent(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2f}"
+def _cell(value: Spread | None) -> str:
+    return "–" if value is None else value.format()
+
+
+def _best(row: RowSummary, probe: str) -> str:
+    best = row.best_layer(probe)
+    if best is None:
+        return "–"
+    index, value = best
+    return f"{value.format()} ({row.modules[index]})"
 
 
 def _duration(seconds: float | None) -> str:
@@ -108,6 +125,36 @@ def _memory(row: dict[str, Any]) -> str:
     return f"{row['peak_memory_mb'] / 1024:.2f} GiB {kind}".rstrip()
 
 
+def _pretrain_time(row: RowSummary) -> str:
+    """The mean over the row's runs, '(resumed)' if any run was."""
+    seconds = [r["pretrain_seconds"] for r in row.runs if r.get("pretrain_seconds")]
+    if not seconds:
+        return "–"
+    resumed = " (resumed)" if any(r.get("resumed") for r in row.runs) else ""
+    return _duration(sum(seconds) / len(seconds)) + resumed
+
+
+def _table_line(row: RowSummary) -> str:
+    first = row.first
+    seeds = ", ".join("–" if seed is None else str(seed) for seed in row.seeds)
+    cells = [
+        row.label,
+        first["method"] or "–",
+        first["encoder"] or "–",
+        str(first["pretrain_epochs"]),
+        str(first["batch_size"] or "–"),
+        seeds,
+        _cell(row.top1["knn"]),
+        _best(row, "knn"),
+        _cell(row.top1["linear"]),
+        _best(row, "linear"),
+        _cell(row.top1["finetune"]),
+        _pretrain_time(row),
+        _memory(first),
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
 def _markdown(
     rows: Sequence[dict[str, Any]],
     benchmark: BenchmarkConfig,
@@ -119,107 +166,51 @@ def _markdown(
     if command:
         lines += ["Command:", "", "```bash", command, "```", ""]
     device = info.get("gpu") or f"{info['cpu_count']} CPU cores (no GPU)"
+    summaries = summarize(rows)
     lines += [
         f"Machine: {device}; {info['platform']}; Python {info['python']}; torch "
         f"{info['torch']} ({info['torch_threads']} threads). Written {written}.",
         "",
-        "| row | method | encoder | pretrain epochs | batch | kNN top-1 | "
-        "linear top-1 | fine-tune top-1 | pretrain time | peak memory |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for row in rows:
-        resumed = " (resumed)" if row.get("resumed") else ""
-        lines.append(
-            f"| {row['label']} | {row['method'] or '–'} | {row['encoder'] or '–'} | "
-            f"{row['pretrain_epochs']} | {row['batch_size'] or '–'} | "
-            f"{_percent(row['knn_top1'])} | {_percent(row['linear_top1'])} | "
-            f"{_percent(row['finetune_top1'])} | "
-            f"{_duration(row['pretrain_seconds'])}{resumed} | {_memory(row)} |"
-        )
-    lines += [
+        "| row | method | encoder | pretrain epochs | batch | seeds | kNN top-1 | "
+        "kNN best layer | linear top-1 | linear best layer | fine-tune top-1 | "
+        "pretrain time | peak memory |",
+        "|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        *(_table_line(row) for row in summaries),
         "",
-        "Top-1 accuracy in percent on the test split (top-5 in results.csv). "
-        "Pretrain time is the wall time of the pretraining process that finished the "
-        "run, its final kNN included ('resumed': of the last start only). Peak memory "
-        "is that process's peak resident set size on CPU (data loader workers not "
-        "counted), or the most memory torch allocated on the GPU.",
+        "Top-1 accuracy in percent on the test split: the mean ± the sample standard "
+        "deviation over the row's seeds ('(1 run)': one seed, no spread; top-5 and "
+        "every run's numbers in results.csv). kNN / linear top-1 read the last "
+        "layer's pooled features; the best-layer columns probe every block / stage "
+        "(average-pooled tokens, the same for every method) and name the layer with "
+        "the highest mean, chosen on the test split (an upper bound, as the papers' "
+        "layer choices are). Pretrain time is the mean wall time of the pretraining "
+        "processes that finished the runs, their final kNN included ('resumed': of "
+        "the last start only). Peak memory is the first run's peak resident set size "
+        "on CPU (data loader workers not counted), or the most memory torch allocated "
+        "on the GPU.",
         "",
         "![accuracy per protocol](accuracy.png)",
         "",
-        "![pretraining loss](loss_curves.png)",
-        "",
     ]
+    if any(row.layers for row in summaries):
+        lines += ["![accuracy per layer](layers.png)", ""]
+    lines += ["![pretraining loss](loss_curves.png)", ""]
     return "\n".join(lines)
 
 
-def _plot_accuracy(rows: Sequence[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    protocols = [
-        p for p in _PROTOCOL_NAMES if any(r[f"{p}_top1"] is not None for r in rows)
-    ]
-    figure, axes = plt.subplots(figsize=(max(6.0, 1.3 * len(rows) + 2), 4))
-    width = 0.8 / max(1, len(protocols))
-    for index, protocol in enumerate(protocols):
-        values = [row[f"{protocol}_top1"] for row in rows]
-        offset = (index - (len(protocols) - 1) / 2) * width
-        positions = [i + offset for i in range(len(rows))]
-        heights = [v if v is not None else 0.0 for v in values]
-        bars = axes.bar(positions, heights, width, label=_PROTOCOL_NAMES[protocol])
-        for bar, value in zip(bars, values, strict=True):
-            if value is not None:
-                axes.annotate(
-                    f"{value:.1f}",
-                    (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                    ha="center",
-                    va="bottom",
-                    fontsize=7,
-                )
-    axes.set_xticks(range(len(rows)), [row["label"] for row in rows], rotation=20)
-    axes.set_ylabel("top-1 accuracy (%)")
-    axes.set_ylim(0, 105)
-    axes.legend(loc="lower right", fontsize=8)
-    axes.set_title("Accuracy per protocol")
-    figure.tight_layout()
-    _save(figure, path)
-    plt.close(figure)
-
-
-def _plot_losses(rows: Sequence[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    curves = {}
+def _with_best_layers(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs with each probe's best layer (of that run) filled in for the CSV."""
+    filled = []
     for row in rows:
-        if row["method"] is not None:
-            points = loss_curves(Path(row["folder"]))
-            if points:
-                curves[row["label"]] = points
-    count = max(1, len(curves))
-    figure, axes = plt.subplots(1, count, figsize=(3.2 * count, 3), squeeze=False)
-    for axis, (label, points) in zip(axes[0], curves.items(), strict=False):
-        steps, losses = zip(*points, strict=True)
-        axis.plot(steps, losses, linewidth=1)
-        axis.set_title(label, fontsize=9)
-        axis.set_xlabel("step")
-        axis.set_ylabel("train loss")
-    if not curves:
-        axes[0][0].text(0.5, 0.5, "no loss logged yet", ha="center", va="center")
-    figure.suptitle("Pretraining loss (each method's own loss)", fontsize=10)
-    figure.tight_layout()
-    _save(figure, path)
-    plt.close(figure)
-
-
-def _save(figure: Any, path: Path) -> None:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
-    atomic_write(path, buffer.getvalue())
+        row = dict(row)
+        layers = row.get("layers") or []
+        for probe in PROBES:
+            if layers:
+                best = max(layers, key=lambda layer: layer[f"{probe}_top1"])
+                row[f"{probe}_best_top1"] = best[f"{probe}_top1"]
+                row[f"{probe}_best_layer"] = best["module"]
+        filled.append(row)
+    return filled
 
 
 def write_report(
@@ -228,10 +219,12 @@ def write_report(
     benchmark: BenchmarkConfig,
     command: str | None = None,
 ) -> dict[str, Path]:
-    """Writes the table, the CSV, the JSON and the two plots for ``rows``.
+    """Writes the table, the CSV, the JSON and the plots for ``rows``.
 
     Args:
-        rows: Table rows with the keys of :data:`COLUMNS`.
+        rows: One dict per run with the keys of :data:`COLUMNS` (``seed`` may be
+            None) and, with per-layer probes, ``layers``: the ``layers`` list of
+            :func:`~lightly_simmim.evaluation.layers.layer_probes`.
         output_dir: The benchmark's folder.
         benchmark: Its config (name; recorded whole in ``results.json``).
         command: The command line that ran it, shown in ``results.md``.
@@ -249,12 +242,15 @@ def write_report(
         "accuracy": folder / "accuracy.png",
         "losses": folder / "loss_curves.png",
     }
+    summaries = summarize(rows)
+    if any(row.layers for row in summaries):
+        paths["layers"] = folder / "layers.png"
     markdown = _markdown(rows, benchmark, command, info, written)
     atomic_write(paths["md"], markdown.encode())
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(_with_best_layers(rows))
     atomic_write(paths["csv"], buffer.getvalue().encode())
     payload = {
         "name": benchmark.name,
@@ -263,8 +259,11 @@ def write_report(
         "machine": info,
         "config": asdict(benchmark),
         "rows": list(rows),
+        "summary": [row.to_dict() for row in summaries],
     }
     atomic_write(paths["json"], (json.dumps(payload, indent=2) + "\n").encode())
-    _plot_accuracy(rows, paths["accuracy"])
-    _plot_losses(rows, paths["losses"])
+    plot_accuracy(summaries, paths["accuracy"])
+    plot_losses(summaries, paths["losses"], loss_curves)
+    if "layers" in paths:
+        plot_layers(summaries, paths["layers"])
     return paths

@@ -37,7 +37,12 @@ from typing import Any
 import pytorch_lightning as pl
 from torch import Tensor, nn
 
-from lightly_simmim.benchmark.config import BenchmarkConfig, method_configs
+from lightly_simmim.benchmark.config import (
+    BenchmarkConfig,
+    SeededRun,
+    method_configs,
+    seeded_runs,
+)
 from lightly_simmim.benchmark.report import write_report
 from lightly_simmim.build import build_method, dataset_splits, method_settings
 from lightly_simmim.checkpoints import CHECKPOINT_DIR, LAST_CHECKPOINT
@@ -191,8 +196,12 @@ class _Runner:
         """What a stored result must have been computed with to be reused."""
         if protocol == "knn":
             return {"k": config.eval.knn_k, "temperature": config.eval.knn_temperature}
+        linear = dataclasses.asdict(self.benchmark.linear)
         if protocol == "linear":
-            return dataclasses.asdict(self.benchmark.linear)
+            return linear
+        if protocol == "layers":
+            knn = self._settings("knn", config)
+            return {**linear, **knn, "seed": config.seed}
         return dataclasses.asdict(config.finetune)
 
     def _stored(self, path: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
@@ -250,16 +259,17 @@ class _Runner:
 
     # -------------------------------------------------------------- baselines
 
-    def from_scratch(self, config: Config) -> dict[str, dict[str, Any]]:
+    def from_scratch(self, run: SeededRun) -> dict[str, dict[str, Any]]:
         """The untrained encoder: kNN / linear on its features, fine-tuned."""
-        folder = self.output_dir / "baselines" / FROM_SCRATCH
+        config = run.config
+        folder = self.output_dir / "baselines" / run.name
         # Drop path needs its layers built in (they have no parameters, so the
         # seeded initial weights are the same with or without them).
         drop_path = {"drop_path_rate": config.finetune.drop_path_rate}
         results: dict[str, dict[str, Any]] = {}
         for protocol in self.benchmark.protocols:
 
-            def run(protocol: Protocol = protocol) -> dict[str, Any]:
+            def evaluate(protocol: Protocol = protocol) -> dict[str, Any]:
                 pl.seed_everything(config.seed, workers=True, verbose=False)
                 method = build_method(
                     config, with_classes=False, encoder_kwargs=drop_path
@@ -267,7 +277,7 @@ class _Runner:
                 return evaluate_method(method, config, protocol, self.benchmark.linear)
 
             results[protocol] = self.evaluate(
-                FROM_SCRATCH, config, protocol, run, folder
+                run.name, config, protocol, evaluate, folder
             )
         return results
 
@@ -285,18 +295,20 @@ class _Runner:
 
     def add_row(
         self,
-        label: str,
+        run: SeededRun,
         kind: str,
-        config: Config,
         results: dict[str, dict[str, Any]],
         metrics: dict[str, Any] | None,
         folder: Path,
         encoder: str | None = "config",
     ) -> None:
-        """Adds a table row and rewrites the report (``encoder=None``: no encoder)."""
+        """Adds a run to the table and rewrites the report (``encoder=None``: no
+        encoder)."""
+        config = run.config
         pretrained = metrics or {}
         row: dict[str, Any] = {
-            "label": label,
+            "label": run.label,
+            "seed": run.seed if run.seed is not None else config.seed,
             "kind": kind,
             "method": config.method.name if metrics is not None else None,
             "encoder": config.encoder.name if encoder == "config" else encoder,
@@ -315,6 +327,9 @@ class _Runner:
             row[f"{protocol}_seconds"] = (
                 None if result is None else result.get("seconds")
             )
+        layers = results.get("layers")
+        row["layers"] = None if layers is None else layers["layers"]
+        row["layers_seconds"] = None if layers is None else layers.get("seconds")
         self.rows.append(row)
         write_report(self.rows, self.output_dir, self.benchmark, self.command)
 
@@ -367,17 +382,21 @@ def run_benchmark(benchmark: BenchmarkConfig, command: str | None = None) -> Pat
 
     runner = _Runner(benchmark, command)
     for label, kind, config in rows:
-        metrics = runner.pretrain(label, config)
-        results = runner.evaluate_pretrained(label, config, metrics)
-        folder = runner.output_dir / "runs" / label
-        runner.add_row(label, kind, config, results, metrics, folder)
+        for run in seeded_runs(benchmark, label, config):
+            metrics = runner.pretrain(run.name, run.config)
+            results = runner.evaluate_pretrained(run.name, run.config, metrics)
+            folder = runner.output_dir / "runs" / run.name
+            runner.add_row(run, kind, results, metrics, folder)
     first = rows[0][2]
     if benchmark.baselines.from_scratch:
-        results = runner.from_scratch(first)
-        folder = runner.output_dir / "baselines" / FROM_SCRATCH
-        runner.add_row(FROM_SCRATCH, "baseline", first, results, None, folder)
+        for run in seeded_runs(benchmark, FROM_SCRATCH, first):
+            results = runner.from_scratch(run)
+            folder = runner.output_dir / "baselines" / run.name
+            runner.add_row(run, "baseline", results, None, folder)
     if benchmark.baselines.raw_pixels and "knn" in benchmark.protocols:
+        # Deterministic (no weights, no sampling): one run whatever the seeds.
+        run = SeededRun(RAW_PIXELS, None, first)
         results = runner.raw_pixels(first)
         folder = runner.output_dir / "baselines" / RAW_PIXELS
-        runner.add_row(RAW_PIXELS, "baseline", first, results, None, folder, None)
+        runner.add_row(run, "baseline", results, None, folder, None)
     return runner.output_dir

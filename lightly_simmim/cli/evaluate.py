@@ -17,17 +17,26 @@ linear: a linear layer (after a parameter-free BatchNorm, as in MAE)
 on frozen features of --layer / --pooling, 90 epochs by default.
 finetune: the whole encoder with a new head, SimMIM's recipe (AdamW,
 layer-wise LR decay, warmup + cosine, label smoothing), 100 epochs by
-default. Results also go to RUN/eval/<protocol>.json."""
+default.
+layers: kNN and the linear probe on every block / stage (average-pooled
+tokens), one line per layer; the best layer of each is named.
+Results also go to RUN/eval/<protocol>.json."""
 
 EPILOG = """\
 examples:
   lightly-simmim evaluate --protocol knn runs/simmim
   lightly-simmim evaluate --protocol linear --epochs 20 --layer -2 --pooling avg \
 runs/simmim
-  lightly-simmim evaluate --protocol finetune --epochs 10 runs/simmim"""
+  lightly-simmim evaluate --protocol finetune --epochs 10 runs/simmim
+  lightly-simmim evaluate --protocol layers --epochs 20 runs/simmim"""
 
 #: How each protocol is named in the printed summary.
-LABELS = {"knn": "kNN", "linear": "linear", "finetune": "fine-tune"}
+LABELS = {
+    "knn": "kNN",
+    "linear": "linear",
+    "finetune": "fine-tune",
+    "layers": "best layer's linear",
+}
 
 
 def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
@@ -58,7 +67,7 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
         help="evaluation protocol (default: knn)",
     )
     parser.add_argument(
-        "--epochs", type=int, default=None, help="linear / finetune epochs"
+        "--epochs", type=int, default=None, help="linear / layers / finetune epochs"
     )
     parser.add_argument(
         "--warmup-epochs", type=float, default=None, help="linear / finetune warmup"
@@ -70,7 +79,8 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
         "--lr",
         type=float,
         default=None,
-        help="linear: learning rate (0.1); finetune: base_lr per 512 images (1.25e-3)",
+        help="linear / layers: learning rate (0.1); finetune: base_lr per 512 "
+        "images (1.25e-3)",
     )
     parser.add_argument(
         "--layer",
@@ -106,6 +116,8 @@ def recipe_options(args: argparse.Namespace) -> dict[str, object]:
     }
     if args.protocol == "linear":
         options.update(lr=args.lr, layer=args.layer, pooling=args.pooling)
+    elif args.protocol == "layers":
+        options["lr"] = args.lr
     elif args.protocol == "finetune":
         options["base_lr"] = args.lr
     return options
@@ -132,8 +144,18 @@ def run(args: argparse.Namespace) -> int:
     )
     if not is_global_zero():
         return 0  # the other processes of a DDP evaluation: rank 0 reports
+    for layer in result.get("layers", ()):
+        print(
+            f"layer {layer['layer']} ({layer['module']}): kNN top-1 "
+            f"{layer['knn_top1']:.2f}%, linear top-1 {layer['linear_top1']:.2f}%"
+        )
+    label = LABELS[args.protocol]
+    for probe in ("knn", "linear"):
+        best = result.get(f"best_{probe}")
+        if best is not None:
+            print(f"best {LABELS[probe]} layer: {best['layer']} ({best['module']})")
     print(
-        f"{LABELS[args.protocol]} top-1: {result['top1']:.2f}% "
+        f"{label} top-1: {result['top1']:.2f}% "
         f"(top-5 {result['top5']:.2f}%) of {result['checkpoint']}; wrote {path}"
     )
     if args.output is not None:

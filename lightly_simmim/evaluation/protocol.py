@@ -36,6 +36,7 @@ from lightly_simmim.data import TransformedDataset, num_classes
 from lightly_simmim.evaluation.features import extract_features
 from lightly_simmim.evaluation.finetune import finetune
 from lightly_simmim.evaluation.knn import knn_accuracy
+from lightly_simmim.evaluation.layers import layer_probes
 from lightly_simmim.evaluation.linear import linear_eval
 from lightly_simmim.evaluation.recipes import LinearRecipe, override
 from lightly_simmim.evaluation.results import write_results
@@ -54,8 +55,11 @@ __all__ = [
     "run_trainer",
 ]
 
-Protocol = Literal["knn", "linear", "finetune"]
-PROTOCOLS: tuple[Protocol, ...] = ("knn", "linear", "finetune")
+Protocol = Literal["knn", "linear", "finetune", "layers"]
+#: ``layers``: kNN and the linear probe on every block / stage
+#: (:func:`~lightly_simmim.evaluation.layers.layer_probes`); its ``top1`` is the best
+#: layer's linear probe.
+PROTOCOLS: tuple[Protocol, ...] = ("knn", "linear", "finetune", "layers")
 
 
 def _device() -> str:
@@ -159,8 +163,9 @@ def evaluate_method(
             fine-tune with drop path, build it with ``drop_path_rate`` set (see
             :func:`evaluate_run`).
         config: The run config: data, ``eval`` (kNN) and ``finetune`` sections.
-        protocol: ``"knn"``, ``"linear"`` or ``"finetune"``.
-        linear: The linear probe; None = :class:`LinearRecipe` defaults.
+        protocol: ``"knn"``, ``"linear"``, ``"finetune"`` or ``"layers"``.
+        linear: The linear probe (of ``"linear"`` and ``"layers"``); None =
+            :class:`LinearRecipe` defaults.
         trainer: Where the linear probe's extraction and the fine-tune run; None
             = the config's devices, strategy and precision (:func:`run_trainer`).
             A caller that must not start DDP processes (it cannot be re-run as a
@@ -178,11 +183,25 @@ def evaluate_method(
         return knn_evaluate(method.to(device), config, device=device)
     if protocol not in PROTOCOLS:
         raise ValueError(
-            f"Unknown protocol {protocol!r}; choose knn, linear or finetune."
+            f"Unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}."
         )
     splits = dataset_splits(config, train=False)
     classes = num_classes(config.eval.dataset or config.data.dataset, config.data.root)
     encoder = method.timm_encoder()
+    if protocol == "layers":
+        return layer_probes(
+            encoder,
+            splits["memory"],
+            splits["test"],
+            classes,
+            linear,
+            knn_k=config.eval.knn_k,
+            knn_temperature=config.eval.knn_temperature,
+            transform=method.eval_transform(),
+            num_workers=config.data.num_workers,
+            trainer=make_trainer,
+            seed=config.seed,
+        )
     if protocol == "linear":
         return dict(
             linear_eval(
@@ -228,7 +247,7 @@ def evaluate_run(
 
     Args:
         run_or_checkpoint: A run folder or a checkpoint file inside one.
-        protocol: ``"knn"``, ``"linear"`` or ``"finetune"``.
+        protocol: ``"knn"``, ``"linear"``, ``"finetune"`` or ``"layers"``.
         overrides: ``section.key=value`` strings applied to the run's config (a
             moved ``data.root``, ``data.limit_eval``, ...).
         config: A resolved config to use instead of the run's ``config.yaml``
@@ -245,7 +264,7 @@ def evaluate_run(
         ValueError: On an unknown protocol or impossible options.
     """
     given = dict(recipe_overrides or {})
-    if protocol == "linear":
+    if protocol in ("linear", "layers"):
         linear = override(linear or LinearRecipe(), **given)
     encoder_kwargs: dict[str, Any] = {}
     if protocol == "finetune":

@@ -11,6 +11,7 @@ from lightly_simmim.benchmark import (
     BenchmarkConfig,
     load_benchmark_config,
     method_configs,
+    seeded_runs,
 )
 from lightly_simmim.config import ConfigError
 from lightly_simmim.registry import UnknownComponentError
@@ -90,6 +91,11 @@ def test_load_benchmark_config__overrides_address_the_benchmark_file() -> None:
             "not a row of 'methods'",
         ),
         ({"methods": {"simmim": {}}, "linear": {"pooling": "max"}}, "pooling"),
+        ({"methods": {"simmim": {}}, "seeds": []}, "non-empty list"),
+        ({"methods": {"simmim": {}}, "seeds": [0, 0]}, "distinct"),
+        ({"methods": {"simmim": {}}, "seeds": [-1]}, ">= 0"),
+        ({"methods": {"simmim": {"seeds": [1, 1]}}}, r"methods\.simmim\.seeds"),
+        ({"methods": {"simmim": {"seeds": "0"}}}, r"methods\.simmim\.seeds"),
     ],
 )
 def test_load_benchmark_config__bad_input_names_the_key(
@@ -108,3 +114,29 @@ def test_load_benchmark_config__unknown_method_lists_known(tmp_path: Path) -> No
 def test_load_benchmark_config__missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_benchmark_config(tmp_path / "nope.yaml")
+
+
+def test_seeded_runs__the_benchmarks_seeds_or_the_rows_own(tmp_path: Path) -> None:
+    values = {
+        "methods": {"simmim": {}, "byol": {"seeds": [7]}},
+        "seeds": [0, 3],
+        "output_dir": str(tmp_path),
+    }
+    benchmark = load_benchmark_config(_write(tmp_path, values))
+    configs = method_configs(benchmark)
+    simmim = seeded_runs(benchmark, "simmim", configs["simmim"])
+    assert [(r.name, r.seed, r.config.seed) for r in simmim] == [
+        ("simmim-seed0", 0, 0),
+        ("simmim-seed3", 3, 3),
+    ]
+    assert [r.config.name for r in simmim] == ["simmim-seed0", "simmim-seed3"]
+    byol = seeded_runs(benchmark, "byol", configs["byol"])
+    assert [(r.name, r.config.seed) for r in byol] == [("byol-seed7", 7)]
+    # No seeds: one run named by its label, at the run config's own seed.
+    benchmark.seeds = None
+    (single,) = seeded_runs(benchmark, "simmim", configs["simmim"])
+    assert (single.name, single.seed, single.config) == (
+        "simmim",
+        None,
+        configs["simmim"],
+    )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from lightly_simmim.benchmark import (
     BenchmarkConfig,
@@ -17,7 +19,7 @@ from lightly_simmim.benchmark import (
     run_benchmark,
 )
 from lightly_simmim.benchmark.runner import single_token_config
-from lightly_simmim.config import ConfigError, dump_config
+from lightly_simmim.config import ConfigError, dump_config, read_yaml
 from lightly_simmim.data import DatasetNotFoundError
 
 SMOKE = (
@@ -104,3 +106,59 @@ def test_evaluation_sections__change_the_evaluation_not_the_run(
     )
     assert _same_config(folder, evaluation)
     assert not _same_config(folder, replace(config, seed=config.seed + 1))
+
+
+@pytest.mark.slow
+def test_run_benchmark__seeds_and_per_layer_probes(tmp_path: Path) -> None:
+    # The smoke benchmark cut to two rows on 128 images, two seeds, byol at one.
+    config = read_yaml(SMOKE)
+    config["methods"] = {
+        "simmim": config["methods"]["simmim"],
+        "byol": {**config["methods"]["byol"], "seeds": [0]},
+    }
+    config["base"]["data"].update(limit_train=128, limit_eval=64)
+    config.update(output_dir=str(tmp_path), seeds=[0, 1], protocols=["knn", "layers"])
+    config["baselines"]["raw_pixels"] = False
+    config["linear"]["epochs"] = 2
+    path = tmp_path / "benchmark.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    run_benchmark(load_benchmark_config(path))
+
+    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert runs == [
+        "byol-seed0",
+        "simmim-seed0",
+        "simmim-seed1",
+        "simmim-single-token-seed0",
+        "simmim-single-token-seed1",
+    ]
+    assert (tmp_path / "baselines" / "from-scratch-seed1" / "eval").is_dir()
+    # Each run trained at its own seed, so the two seeds differ.
+    saved = {
+        seed: json.loads(
+            (
+                tmp_path / "runs" / f"simmim-seed{seed}" / "eval" / "layers.json"
+            ).read_text()
+        )
+        for seed in (0, 1)
+    }
+    assert saved[0]["layers"] != saved[1]["layers"]
+    assert len(saved[0]["layers"]) == 2  # the smoke ViT's two blocks
+    payload = json.loads((tmp_path / "results.json").read_text())
+    assert [(r["label"], r["seed"]) for r in payload["rows"]] == [
+        ("simmim", 0),
+        ("simmim", 1),
+        ("byol", 0),
+        ("simmim-single-token", 0),
+        ("simmim-single-token", 1),
+        ("from-scratch", 0),
+        ("from-scratch", 1),
+    ]
+    simmim = payload["summary"][0]
+    knn = [r["knn_top1"] for r in payload["rows"][:2]]
+    assert simmim["knn_top1"]["values"] == knn
+    assert simmim["knn_top1"]["std"] == pytest.approx(abs(knn[0] - knn[1]) / 2**0.5)
+    markdown = (tmp_path / "results.md").read_text()
+    assert "| simmim | simmim | vit_tiny_patch16_224 | 1 | 64 | 0, 1 | " in markdown
+    assert "(1 run)" in markdown  # byol's single seed
+    assert (tmp_path / "layers.png").is_file()

@@ -9,6 +9,7 @@ from torch import nn
 
 from lightly_simmim.encoders import TimmMaskedEncoder, from_timm
 from lightly_simmim.evaluation import FeatureExtractor, extract_features
+from lightly_simmim.evaluation.layers import LayerFeatures
 
 # Per family: the tiny model's shape (beyond the shared one of conftest.py), the
 # image size, and the feature width of each layer (blocks for ViT / BEiT, stages for
@@ -175,3 +176,26 @@ def test_extract_features__layer_and_pooling_restore_mode(
     with torch.no_grad():
         direct = FeatureExtractor(encoder, layer=1, pooling="avg")(images)
     torch.testing.assert_close(features[:2], direct)
+
+
+@pytest.mark.parametrize("family", sorted(TINY))
+@torch.no_grad()
+def test_layer_features__every_layer_is_that_layers_avg_extractor(
+    family: str, make_encoder: MakeEncoder
+) -> None:
+    # One pass for all layers gives, layer by layer, what the one-layer extractor
+    # computes on its own pass (stop_early there, the whole model here).
+    encoder, images, widths = make_encoder(family)
+    features = LayerFeatures(encoder)
+    assert features.widths == widths
+    assert len(set(features.names)) == len(widths)  # distinct timm module names
+    parts = features.split(features(images))
+    assert [part.shape for part in parts] == [(2, width) for width in widths]
+    for layer, part in enumerate(parts):
+        one = FeatureExtractor(encoder, layer=layer, pooling="avg")(images)
+        torch.testing.assert_close(part, one, rtol=1e-5, atol=1e-5)
+
+
+def test_layer_features__plain_module_is_refused() -> None:
+    with pytest.raises(ValueError, match="timm model"):
+        LayerFeatures(nn.Linear(3, 3))

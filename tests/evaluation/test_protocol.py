@@ -35,6 +35,7 @@ def test_evaluate__knn_of_a_run_is_the_end_of_training_knn(
     [
         ("linear", ["--layer", "-1", "--pooling", "avg"]),
         ("finetune", ["--batch-size", "16"]),
+        ("layers", []),
     ],
 )
 def test_evaluate__trains_a_protocol_and_writes_its_json(
@@ -50,6 +51,9 @@ def test_evaluate__trains_a_protocol_and_writes_its_json(
     saved = json.loads((run / "eval" / f"{protocol}.json").read_text())
     assert 0.0 <= saved["top1"] <= saved["top5"] <= 100.0
     assert saved["checkpoint"] == str(run / "checkpoints" / "last.ckpt")
+    if protocol == "layers":  # one line per block, the best named
+        assert result.stdout.count("): kNN top-1") == len(saved["layers"]) >= 2
+        assert f"({saved['best_linear']['module']})" in result.stdout
 
 
 def test_evaluate_run__missing_run_names_what_a_run_folder_holds(
