@@ -393,7 +393,7 @@ def run_benchmark(benchmark: BenchmarkConfig, command: str | None = None) -> Pat
             results = runner.from_scratch(run)
             folder = runner.output_dir / "baselines" / run.name
             runner.add_row(run, "baseline", results, None, folder)
-    if benchmark.baselines.raw_pixels and "knn" in benchmark.protocols:
+    if benchmark.baselines.raw_pixels and {"knn", "layers"} & set(benchmark.protocols):
         # Deterministic (no weights, no sampling): one run whatever the seeds.
         run = SeededRun(RAW_PIXELS, None, first)
         results = runner.raw_pixels(first)

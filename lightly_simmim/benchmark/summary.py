@@ -3,7 +3,9 @@
 A benchmark run is one (row label, seed) pair. :func:`summarize` groups the runs by
 label, in the order they were first added, and gives every accuracy its mean, its
 sample standard deviation (``ddof=1``; None for a single run) and the values it came
-from. The best layer of a row is the layer with the highest *mean* accuracy over
+from. A run evaluated with the per-layer probes but not with the ``knn`` / ``linear``
+protocols shows its last layer's probes there (average-pooled, like every other
+layer). The best layer of a row is the layer with the highest *mean* accuracy over
 the row's seeds, so all seeds of a row are read at the same layer.
 """
 
@@ -107,6 +109,16 @@ class RowSummary:
         return data
 
 
+def _top1(run: dict[str, Any], protocol: str) -> float | None:
+    """The run's ``protocol`` top-1; for kNN / linear without their own protocol,
+    the per-layer probes' last layer."""
+    value: float | None = run.get(f"{protocol}_top1")
+    layers = run.get("layers")
+    if value is None and protocol in PROBES and layers:
+        value = layers[-1][f"{protocol}_top1"]
+    return value
+
+
 def summarize(runs: Sequence[dict[str, Any]]) -> list[RowSummary]:
     """Groups runs (rows of ``results.csv``) by label into table rows.
 
@@ -125,7 +137,7 @@ def summarize(runs: Sequence[dict[str, Any]]) -> list[RowSummary]:
     for label, members in grouped.items():
         row = RowSummary(label, members)
         for protocol in PROTOCOL_COLUMNS:
-            row.top1[protocol] = _spread([r.get(f"{protocol}_top1") for r in members])
+            row.top1[protocol] = _spread([_top1(r, protocol) for r in members])
         with_layers = [r["layers"] for r in members if r.get("layers")]
         if with_layers:
             row.modules = [layer["module"] for layer in with_layers[0]]

@@ -11,6 +11,7 @@ from PIL import Image
 
 from lightly_simmim.benchmark import BenchmarkConfig, write_report
 from lightly_simmim.benchmark.report import COLUMNS, loss_curves
+from lightly_simmim.benchmark.summary import summarize
 
 
 def _log(folder: Path, version: int, rows: list[tuple[int, str]]) -> None:
@@ -141,3 +142,17 @@ def test_write_report__table_csv_json_and_plots(tmp_path: Path) -> None:
             "layers.png",
         ]
     )
+
+
+def test_summarize__last_layer_cells_fall_back_to_the_per_layer_probes() -> None:
+    # A run probed per layer only: its kNN / linear cells are the last layer's;
+    # a run with its own linear protocol keeps that number.
+    probed = {"label": "a", "knn_top1": None, "linear_top1": None}
+    probed["layers"] = _layers([50.0, 60.0], [55.0, 65.0])
+    own = {"label": "a", "knn_top1": None, "linear_top1": 70.0}
+    own["layers"] = _layers([52.0, 62.0], [57.0, 67.0])
+    (row,) = summarize([probed, own])
+    knn, linear = row.top1["knn"], row.top1["linear"]
+    assert knn is not None and knn.values == (60.0, 62.0)
+    assert linear is not None and linear.values == (65.0, 70.0)
+    assert row.top1["finetune"] is None
