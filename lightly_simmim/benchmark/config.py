@@ -52,6 +52,7 @@ from lightly_simmim.config import (
 )
 from lightly_simmim.evaluation.protocol import PROTOCOLS, Protocol
 from lightly_simmim.evaluation.recipes import LinearRecipe
+from lightly_simmim.evaluation.results import JsonDict
 
 __all__ = [
     "PROTOCOLS",
@@ -87,10 +88,10 @@ class BenchmarkConfig:
     """A whole benchmark (see the module docstring for the YAML)."""
 
     #: The run config every method starts from (sections of the pretrain schema).
-    base: dict[str, Any] = field(default_factory=dict)
+    base: JsonDict = field(default_factory=dict)
     #: Row label -> sections merged over ``base`` (``method.name`` defaults to the
     #: label). Labels name the run folders, so they must be plain names.
-    methods: dict[str, Any] = field(default_factory=dict)
+    methods: JsonDict = field(default_factory=dict)
     protocols: list[Protocol] = field(default_factory=lambda: list(PROTOCOLS))
     #: The linear probe; the fine-tune recipe is ``base.finetune``.
     linear: LinearRecipe = field(default_factory=LinearRecipe)
@@ -118,7 +119,7 @@ class SeededRun:
         return self.label if self.seed is None else f"{self.label}-seed{self.seed}"
 
 
-def _merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+def _merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> JsonDict:
     """``base`` with ``update`` merged in (mappings merge; other values replace)."""
     merged = copy.deepcopy(dict(base))
     for key, value in update.items():
@@ -151,7 +152,7 @@ def _check_seeds(seeds: object, key: str) -> None:
         )
 
 
-def _row_seeds(label: str, sections: Mapping[str, Any]) -> tuple[dict[str, Any], Any]:
+def _row_seeds(label: str, sections: Mapping[str, Any]) -> tuple[JsonDict, Any]:
     """(the row's config sections, its own ``seeds`` or None)."""
     sections = dict(sections)
     seeds = sections.pop("seeds", None)

@@ -19,13 +19,14 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
 from lightly_simmim.atomic import atomic_write
 from lightly_simmim.benchmark.plots import plot_accuracy, plot_layers, plot_losses
 from lightly_simmim.benchmark.summary import PROBES, RowSummary, Spread, summarize
+from lightly_simmim.evaluation.results import JsonDict
 
 if TYPE_CHECKING:
     from lightly_simmim.benchmark.config import BenchmarkConfig
@@ -64,9 +65,9 @@ COLUMNS = (
 _MEMORY_KINDS = {"cpu_max_rss": "RSS", "cuda_allocated": "CUDA"}
 
 
-def machine() -> dict[str, Any]:
+def machine() -> JsonDict:
     """What the benchmark ran on: OS, CPU count, torch, accelerator."""
-    info: dict[str, Any] = {
+    info: JsonDict = {
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
@@ -118,7 +119,7 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds / 60:.1f} min"
 
 
-def _memory(row: dict[str, Any]) -> str:
+def _memory(row: JsonDict) -> str:
     if row.get("peak_memory_mb") is None:
         return "–"
     kind = _MEMORY_KINDS.get(str(row.get("peak_memory_kind")), "")
@@ -156,10 +157,10 @@ def _table_line(row: RowSummary) -> str:
 
 
 def _markdown(
-    rows: Sequence[dict[str, Any]],
+    rows: Sequence[JsonDict],
     benchmark: BenchmarkConfig,
     command: str | None,
-    info: dict[str, Any],
+    info: JsonDict,
     written: str,
 ) -> str:
     lines = [f"# Benchmark: {benchmark.name}", ""]
@@ -179,16 +180,16 @@ def _markdown(
         "",
         "Top-1 accuracy in percent on the test split: the mean ± the sample standard "
         "deviation over the row's seeds ('(1 run)': one seed, no spread; top-5 and "
-        "every run's numbers in results.csv). kNN / linear top-1 read the last "
-        "layer: the encoder's pooled features where the knn / linear protocols "
-        "ran, else the per-layer probes' last layer; the best-layer columns probe every block / stage "
-        "(average-pooled tokens, the same for every method) and name the layer with "
-        "the highest mean, chosen on the test split (an upper bound, as the papers' "
-        "layer choices are). Pretrain time is the mean wall time of the pretraining "
-        "processes that finished the runs, their final kNN included ('resumed': of "
-        "the last start only). Peak memory is the first run's peak resident set size "
-        "on CPU (data loader workers not counted), or the most memory torch allocated "
-        "on the GPU.",
+        "every run's numbers in results.csv). kNN / linear top-1 read the last layer:"
+        " the encoder's pooled features where the knn / linear protocols ran, else "
+        "the per-layer probes' last layer; the best-layer columns probe every block /"
+        " stage (average-pooled tokens, the same for every method) and name the layer"
+        " with the highest mean, chosen on the test split (an upper bound, as the "
+        "papers' layer choices are). Pretrain time is the mean wall time of the "
+        "pretraining processes that finished the runs, their final kNN included "
+        "('resumed': of the last start only). Peak memory is the first run's peak "
+        "resident set size on CPU (data loader workers not counted), or the most "
+        "memory torch allocated on the GPU.",
         "",
         "![accuracy per protocol](accuracy.png)",
         "",
@@ -199,7 +200,7 @@ def _markdown(
     return "\n".join(lines)
 
 
-def _with_best_layers(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def _with_best_layers(rows: Sequence[JsonDict]) -> list[JsonDict]:
     """The runs with each probe's best layer (of that run) filled in for the CSV."""
     filled = []
     for row in rows:
@@ -215,7 +216,7 @@ def _with_best_layers(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def write_report(
-    rows: Sequence[dict[str, Any]],
+    rows: Sequence[JsonDict],
     output_dir: str | os.PathLike[str],
     benchmark: BenchmarkConfig,
     command: str | None = None,

@@ -18,8 +18,10 @@ then the baselines (the untrained encoder fine-tuned from scratch with the same
 recipe, kNN on raw pixels) and writes the report (:mod:`.report`) after every row,
 so a long benchmark shows its partial table as it goes.
 
-The single-token ablation is an ordinary row: the named SimMIM row's config with
-``mask_patch_size`` set to the encoder's patch size and ``mask_ratio`` 0.75.
+With ``seeds``, every row is one run per seed (``runs/<label>-seed<N>``), in the
+order row after row. The single-token ablation is an ordinary row: the named SimMIM
+row's config with ``mask_patch_size`` set to the encoder's patch size and
+``mask_ratio`` 0.75 (:mod:`.baselines`).
 """
 
 from __future__ import annotations
@@ -32,11 +34,10 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytorch_lightning as pl
-from torch import Tensor, nn
 
+from lightly_simmim.benchmark.baselines import RawPixels, single_token_config
 from lightly_simmim.benchmark.config import (
     BenchmarkConfig,
     SeededRun,
@@ -44,7 +45,7 @@ from lightly_simmim.benchmark.config import (
     seeded_runs,
 )
 from lightly_simmim.benchmark.report import write_report
-from lightly_simmim.build import build_method, dataset_splits, method_settings
+from lightly_simmim.build import build_method, dataset_splits
 from lightly_simmim.checkpoints import CHECKPOINT_DIR, LAST_CHECKPOINT
 from lightly_simmim.config import (
     Config,
@@ -61,7 +62,7 @@ from lightly_simmim.evaluation.protocol import (
     evaluate_run,
     knn_evaluate,
 )
-from lightly_simmim.methods import ImageTransform
+from lightly_simmim.evaluation.results import JsonDict
 
 __all__ = ["BenchmarkError", "RawPixels", "run_benchmark", "single_token_config"]
 
@@ -75,45 +76,6 @@ class BenchmarkError(ChildProcessError):
     A ``ChildProcessError``: mostly a pretraining child process that failed (the
     CLI exits with status 1 on it, without importing this module first).
     """
-
-
-class RawPixels(nn.Module):
-    """The raw-pixel baseline as a "method": features are the flattened pixels.
-
-    Args:
-        transform: The evaluation transform of the methods (resize, crop,
-            normalise), so the pixels are exactly what the encoders see.
-    """
-
-    def __init__(self, transform: ImageTransform) -> None:
-        super().__init__()
-        self._transform = transform
-
-    def eval_transform(self) -> ImageTransform:
-        """The transform given at construction."""
-        return self._transform
-
-    def forward(self, images: Tensor) -> Tensor:
-        """(B, C, H, W) -> (B, C * H * W)."""
-        return images.flatten(1)
-
-
-def single_token_config(config: Config, patch_size: int, mask_ratio: float) -> Config:
-    """The ablation of a SimMIM run: masks of one model patch at ``mask_ratio``.
-
-    Raises:
-        ConfigError: The row's method has no ``mask_patch_size`` / ``mask_ratio``.
-    """
-    method = config.method
-    settings = method_settings(config)
-    if not {"mask_patch_size", "mask_ratio"} <= set(vars(settings)):
-        raise ConfigError(
-            f"baselines.single_token names a {method.name!r} row, which has no "
-            "mask_patch_size / mask_ratio options; name a simmim row, or null."
-        )
-    options = {**method.options, "mask_patch_size": patch_size}
-    options["mask_ratio"] = mask_ratio
-    return replace(config, method=replace(method, options=options))
 
 
 def _check_data(label: str, config: Config) -> None:
@@ -150,11 +112,11 @@ class _Runner:
         self.benchmark = benchmark
         self.command = command
         self.output_dir = Path(benchmark.output_dir)
-        self.rows: list[dict[str, Any]] = []
+        self.rows: list[JsonDict] = []
 
     # ------------------------------------------------------------ pretraining
 
-    def pretrain(self, label: str, config: Config) -> dict[str, Any]:
+    def pretrain(self, label: str, config: Config) -> JsonDict:
         """Trains ``label`` in a child process unless finished; its metrics."""
         folder = self.output_dir / "runs" / label
         metrics_path = folder / "metrics.json"
@@ -187,12 +149,12 @@ class _Runner:
                     f"command again: finished rows are kept and {label!r} resumes "
                     "from its last checkpoint."
                 )
-        metrics: dict[str, Any] = json.loads(metrics_path.read_text())
+        metrics: JsonDict = json.loads(metrics_path.read_text())
         return metrics
 
     # ------------------------------------------------------------- evaluation
 
-    def _settings(self, protocol: Protocol, config: Config) -> dict[str, Any]:
+    def _settings(self, protocol: Protocol, config: Config) -> JsonDict:
         """What a stored result must have been computed with to be reused."""
         if protocol == "knn":
             return {"k": config.eval.knn_k, "temperature": config.eval.knn_temperature}
@@ -204,10 +166,10 @@ class _Runner:
             return {**linear, **knn, "seed": config.seed}
         return dataclasses.asdict(config.finetune)
 
-    def _stored(self, path: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
+    def _stored(self, path: Path, settings: JsonDict) -> JsonDict | None:
         if not path.is_file():
             return None
-        stored: dict[str, Any] = json.loads(path.read_text())
+        stored: JsonDict = json.loads(path.read_text())
         return stored if stored.get("benchmark_settings") == settings else None
 
     def evaluate(
@@ -215,9 +177,9 @@ class _Runner:
         label: str,
         config: Config,
         protocol: Protocol,
-        run: Callable[[], dict[str, Any]],
+        run: Callable[[], JsonDict],
         folder: Path,
-    ) -> dict[str, Any]:
+    ) -> JsonDict:
         """The stored result of ``protocol`` if its settings match, else ``run()``."""
         settings = self._settings(protocol, config)
         path = folder / "eval" / f"{protocol}.json"
@@ -239,10 +201,10 @@ class _Runner:
         return result
 
     def evaluate_pretrained(
-        self, label: str, config: Config, metrics: dict[str, Any]
-    ) -> dict[str, dict[str, Any]]:
+        self, label: str, config: Config, metrics: JsonDict
+    ) -> dict[str, JsonDict]:
         folder = self.output_dir / "runs" / label
-        results: dict[str, dict[str, Any]] = {}
+        results: dict[str, JsonDict] = {}
         for protocol in self.benchmark.protocols:
             knn = metrics.get("knn") or {}
             stored = {"k": knn.get("k"), "temperature": knn.get("temperature")}
@@ -250,7 +212,7 @@ class _Runner:
                 results[protocol] = knn  # computed at the end of pretraining
                 continue
 
-            def run(protocol: Protocol = protocol) -> dict[str, Any]:
+            def run(protocol: Protocol = protocol) -> JsonDict:
                 linear = self.benchmark.linear
                 return evaluate_run(folder, protocol, config=config, linear=linear)[0]
 
@@ -259,17 +221,17 @@ class _Runner:
 
     # -------------------------------------------------------------- baselines
 
-    def from_scratch(self, run: SeededRun) -> dict[str, dict[str, Any]]:
+    def from_scratch(self, run: SeededRun) -> dict[str, JsonDict]:
         """The untrained encoder: kNN / linear on its features, fine-tuned."""
         config = run.config
         folder = self.output_dir / "baselines" / run.name
         # Drop path needs its layers built in (they have no parameters, so the
         # seeded initial weights are the same with or without them).
         drop_path = {"drop_path_rate": config.finetune.drop_path_rate}
-        results: dict[str, dict[str, Any]] = {}
+        results: dict[str, JsonDict] = {}
         for protocol in self.benchmark.protocols:
 
-            def evaluate(protocol: Protocol = protocol) -> dict[str, Any]:
+            def evaluate(protocol: Protocol = protocol) -> JsonDict:
                 pl.seed_everything(config.seed, workers=True, verbose=False)
                 method = build_method(
                     config, with_classes=False, encoder_kwargs=drop_path
@@ -281,12 +243,12 @@ class _Runner:
             )
         return results
 
-    def raw_pixels(self, config: Config) -> dict[str, dict[str, Any]]:
+    def raw_pixels(self, config: Config) -> dict[str, JsonDict]:
         """kNN on the evaluation-transformed pixels."""
         folder = self.output_dir / "baselines" / RAW_PIXELS
         transform = build_method(config, with_classes=False).eval_transform()
 
-        def run() -> dict[str, Any]:
+        def run() -> JsonDict:
             return knn_evaluate(RawPixels(transform), config)
 
         return {"knn": self.evaluate(RAW_PIXELS, config, "knn", run, folder)}
@@ -297,8 +259,8 @@ class _Runner:
         self,
         run: SeededRun,
         kind: str,
-        results: dict[str, dict[str, Any]],
-        metrics: dict[str, Any] | None,
+        results: dict[str, JsonDict],
+        metrics: JsonDict | None,
         folder: Path,
         encoder: str | None = "config",
     ) -> None:
@@ -306,7 +268,7 @@ class _Runner:
         encoder)."""
         config = run.config
         pretrained = metrics or {}
-        row: dict[str, Any] = {
+        row: JsonDict = {
             "label": run.label,
             "seed": run.seed if run.seed is not None else config.seed,
             "kind": kind,

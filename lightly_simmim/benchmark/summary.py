@@ -14,7 +14,8 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+
+from lightly_simmim.evaluation.results import JsonDict
 
 __all__ = ["PROBES", "PROTOCOL_COLUMNS", "RowSummary", "Spread", "summarize"]
 
@@ -56,7 +57,7 @@ class RowSummary:
     """One row of the table: a label's runs, aggregated."""
 
     label: str
-    runs: list[dict[str, Any]]
+    runs: list[JsonDict]
     #: Protocol -> its top-1 over the runs (None if no run has it).
     top1: dict[str, Spread | None] = field(default_factory=dict)
     #: Probe -> per layer, its top-1 over the runs (empty without per-layer probes).
@@ -65,7 +66,7 @@ class RowSummary:
     modules: list[str] = field(default_factory=list)
 
     @property
-    def first(self) -> dict[str, Any]:
+    def first(self) -> JsonDict:
         return self.runs[0]
 
     @property
@@ -80,15 +81,15 @@ class RowSummary:
         index = max(range(len(spreads)), key=lambda i: (spreads[i].mean, i))
         return index, spreads[index]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonDict:
         """The row as JSON data: means, stds and values of every accuracy."""
 
-        def spread(value: Spread | None) -> dict[str, Any] | None:
+        def spread(value: Spread | None) -> JsonDict | None:
             if value is None:
                 return None
             return {"mean": value.mean, "std": value.std, "values": list(value.values)}
 
-        data: dict[str, Any] = {
+        data: JsonDict = {
             "label": self.label,
             "seeds": self.seeds,
             **{f"{p}_top1": spread(self.top1.get(p)) for p in PROTOCOL_COLUMNS},
@@ -109,7 +110,7 @@ class RowSummary:
         return data
 
 
-def _top1(run: dict[str, Any], protocol: str) -> float | None:
+def _top1(run: JsonDict, protocol: str) -> float | None:
     """The run's ``protocol`` top-1; for kNN / linear without their own protocol,
     the per-layer probes' last layer."""
     value: float | None = run.get(f"{protocol}_top1")
@@ -119,7 +120,7 @@ def _top1(run: dict[str, Any], protocol: str) -> float | None:
     return value
 
 
-def summarize(runs: Sequence[dict[str, Any]]) -> list[RowSummary]:
+def summarize(runs: Sequence[JsonDict]) -> list[RowSummary]:
     """Groups runs (rows of ``results.csv``) by label into table rows.
 
     Args:
@@ -130,7 +131,7 @@ def summarize(runs: Sequence[dict[str, Any]]) -> list[RowSummary]:
     Returns:
         One summary per label, in the order of the labels' first runs.
     """
-    grouped: dict[str, list[dict[str, Any]]] = {}
+    grouped: dict[str, list[JsonDict]] = {}
     for run in runs:
         grouped.setdefault(run["label"], []).append(run)
     rows = []

@@ -7,7 +7,7 @@ of the dataset, and gathers the shards on every process.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytorch_lightning as pl
@@ -15,11 +15,16 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from lightly_simmim.data import TransformedDataset
 from lightly_simmim.evaluation.pooling import FeatureExtractor, Pooling
 from lightly_simmim.evaluation.sharding import ShardSampler, gather_shards
-from lightly_simmim.evaluation.trainers import quiet_lightning
+from lightly_simmim.evaluation.trainers import (
+    TrainerFactory,
+    local_trainer,
+    quiet_lightning,
+)
 
-__all__ = ["extract_features", "predict_features"]
+__all__ = ["extract_features", "predict_features", "predict_train_test"]
 
 
 @torch.no_grad()
@@ -191,3 +196,42 @@ def predict_features(
     finally:
         encoder.train(was_training)
     return predictor.features, predictor.labels
+
+
+Features = tuple[Tensor, Tensor]
+
+
+def predict_train_test(
+    encoder: nn.Module,
+    train: Dataset[tuple[Any, int]],
+    test: Dataset[tuple[Any, int]],
+    trainer: TrainerFactory | None,
+    *,
+    transform: Callable[[Any], Any] | None,
+    batch_size: int,
+    num_workers: int,
+    layer: int | None = None,
+    pooling: Pooling = "default",
+) -> tuple[pl.Trainer, Features, Features]:
+    """:func:`predict_features` of a training and a test split, each image passed
+    through ``transform`` once, on one Trainer from ``trainer`` (None: one device).
+
+    Returns:
+        ``(the Trainer, (train features, labels), (test features, labels))``; the
+        Trainer tells where the features were made (``strategy.root_device``) and
+        which process this is.
+    """
+    extractor = (trainer or local_trainer)(max_epochs=1, gradient_clip_val=None)
+    train_features, test_features = (
+        predict_features(
+            encoder,
+            TransformedDataset(dataset, transform),
+            extractor,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            layer=layer,
+            pooling=pooling,
+        )
+        for dataset in (train, test)
+    )
+    return extractor, train_features, test_features

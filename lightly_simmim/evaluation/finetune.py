@@ -70,7 +70,7 @@ from lightly_simmim.evaluation.classifier import (
 from lightly_simmim.evaluation.finetune_data import FinetuneData
 from lightly_simmim.evaluation.finetune_module import EpochRecord, FinetuneModule
 from lightly_simmim.evaluation.recipes import FinetuneRecipe
-from lightly_simmim.evaluation.results import write_results
+from lightly_simmim.evaluation.results import JsonDict, write_results
 from lightly_simmim.evaluation.trainers import (
     TrainerFactory,
     local_trainer,
@@ -109,7 +109,7 @@ class FinetuneResult(TypedDict):
     best_top5: float
     best_epoch: int
     history: list[EpochRecord]
-    settings: dict[str, Any]
+    settings: JsonDict
 
 
 def finetune(
@@ -236,7 +236,7 @@ def _settings(
     recipe: FinetuneRecipe,
     sizes: tuple[int, int],
     seed: int,
-) -> dict[str, Any]:
+) -> JsonDict:
     """The recipe and what it resolved to on this Trainer."""
     scale = module.lr_factor
     return {
@@ -258,7 +258,7 @@ def _settings(
     }
 
 
-def _result(module: FinetuneModule, settings: dict[str, Any]) -> FinetuneResult:
+def _result(module: FinetuneModule, settings: JsonDict) -> FinetuneResult:
     """The history, last and best accuracy of a finished fine-tune."""
     history = [
         EpochRecord(

@@ -24,13 +24,13 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from lightly_simmim.data import TransformedDataset
-from lightly_simmim.evaluation.features import predict_features
+from lightly_simmim.evaluation.features import predict_train_test
 from lightly_simmim.evaluation.knn import knn_accuracy
 from lightly_simmim.evaluation.linear import linear_probe
 from lightly_simmim.evaluation.pooling import num_layers, timm_model_of
 from lightly_simmim.evaluation.recipes import LinearRecipe
-from lightly_simmim.evaluation.trainers import TrainerFactory, local_trainer
+from lightly_simmim.evaluation.results import JsonDict
+from lightly_simmim.evaluation.trainers import TrainerFactory
 
 __all__ = ["LayerFeatures", "best_layer", "layer_probes"]
 
@@ -79,7 +79,7 @@ class LayerFeatures(nn.Module):
         return torch.split(features, self.widths, dim=1)
 
 
-def best_layer(layers: Sequence[dict[str, Any]], probe: str) -> dict[str, Any]:
+def best_layer(layers: Sequence[JsonDict], probe: str) -> JsonDict:
     """The layer whose ``<probe>_top1`` is highest (the deepest one on a tie)."""
     index = max(range(len(layers)), key=lambda i: (layers[i][f"{probe}_top1"], i))
     return dict(layers[index])
@@ -99,7 +99,7 @@ def layer_probes(
     num_workers: int = 0,
     trainer: TrainerFactory | None = None,
     seed: int = 0,
-) -> dict[str, Any]:
+) -> JsonDict:
     """kNN and the linear probe on each layer's average-pooled features.
 
     Args:
@@ -128,16 +128,14 @@ def layer_probes(
     """
     recipe = recipe or LinearRecipe()
     features = LayerFeatures(encoder)
-    extractor = (trainer or local_trainer)(max_epochs=1, gradient_clip_val=None)
-    (train_x, train_y), (test_x, test_y) = (
-        predict_features(
-            features,
-            TransformedDataset(dataset, transform),
-            extractor,
-            batch_size=extract_batch_size,
-            num_workers=num_workers,
-        )
-        for dataset in (train_dataset, test_dataset)
+    extractor, (train_x, train_y), (test_x, test_y) = predict_train_test(
+        features,
+        train_dataset,
+        test_dataset,
+        trainer,
+        transform=transform,
+        batch_size=extract_batch_size,
+        num_workers=num_workers,
     )
     device = extractor.strategy.root_device
     layers = []

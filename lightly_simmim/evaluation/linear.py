@@ -26,12 +26,11 @@ from lightly.utils.benchmarking.topk import mean_topk_accuracy
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from lightly_simmim.data import TransformedDataset
 from lightly_simmim.evaluation._rng import seeded
-from lightly_simmim.evaluation.features import predict_features
+from lightly_simmim.evaluation.features import predict_train_test
 from lightly_simmim.evaluation.recipes import LinearRecipe
 from lightly_simmim.evaluation.results import write_results
-from lightly_simmim.evaluation.trainers import TrainerFactory, local_trainer
+from lightly_simmim.evaluation.trainers import TrainerFactory
 from lightly_simmim.optim import create_optimizer
 from lightly_simmim.schedule import ScheduleSettings, create_scheduler
 
@@ -203,18 +202,16 @@ def linear_eval(
         ValueError: See :func:`linear_probe` and :class:`FeatureExtractor`.
     """
     recipe = recipe or LinearRecipe()
-    extractor = (trainer or local_trainer)(max_epochs=1, gradient_clip_val=None)
-    (train_x, train_y), (test_x, test_y) = (
-        predict_features(
-            encoder,
-            TransformedDataset(dataset, transform),
-            extractor,
-            batch_size=extract_batch_size,
-            num_workers=num_workers,
-            layer=recipe.layer,
-            pooling=recipe.pooling,
-        )
-        for dataset in (train_dataset, test_dataset)
+    extractor, (train_x, train_y), (test_x, test_y) = predict_train_test(
+        encoder,
+        train_dataset,
+        test_dataset,
+        trainer,
+        transform=transform,
+        batch_size=extract_batch_size,
+        num_workers=num_workers,
+        layer=recipe.layer,
+        pooling=recipe.pooling,
     )
     device = extractor.strategy.root_device
     result = linear_probe(

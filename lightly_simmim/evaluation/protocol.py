@@ -22,7 +22,7 @@ import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import pytorch_lightning as pl
 import torch
@@ -39,7 +39,7 @@ from lightly_simmim.evaluation.knn import knn_accuracy
 from lightly_simmim.evaluation.layers import layer_probes
 from lightly_simmim.evaluation.linear import linear_eval
 from lightly_simmim.evaluation.recipes import LinearRecipe, override
-from lightly_simmim.evaluation.results import write_results
+from lightly_simmim.evaluation.results import JsonDict, write_results
 from lightly_simmim.evaluation.trainers import TrainerFactory
 from lightly_simmim.methods import FeatureModel, Method
 from lightly_simmim.runs import find_run, load_run
@@ -97,7 +97,7 @@ def knn_evaluate(
     config: Config,
     device: torch.device | str = "cpu",
     splits: Splits | None = None,
-) -> dict[str, Any]:
+) -> JsonDict:
     """kNN accuracy of the method's pooled features: train split vs test split.
 
     Both splits go through ``method.eval_transform()``; the memory bank is the
@@ -152,7 +152,7 @@ def evaluate_method(
     protocol: Protocol = "knn",
     linear: LinearRecipe | None = None,
     trainer: TrainerFactory | None = None,
-) -> dict[str, Any]:
+) -> JsonDict:
     """Evaluates a built method with one protocol on the data ``config`` names.
 
     :func:`evaluate_run` calls this after rebuilding a trained run; the benchmark
@@ -242,7 +242,7 @@ def evaluate_run(
     linear: LinearRecipe | None = None,
     recipe_overrides: Mapping[str, object] | None = None,
     trainer: TrainerFactory | None = None,
-) -> tuple[dict[str, Any], Path]:
+) -> tuple[JsonDict, Path]:
     """Evaluates a run and writes ``<run>/eval/<protocol>.json``.
 
     Args:
@@ -266,7 +266,7 @@ def evaluate_run(
     given = dict(recipe_overrides or {})
     if protocol in ("linear", "layers"):
         linear = override(linear or LinearRecipe(), **given)
-    encoder_kwargs: dict[str, Any] = {}
+    encoder_kwargs: JsonDict = {}
     if protocol == "finetune":
         if config is None:
             folder, _ = find_run(run_or_checkpoint)

@@ -10,6 +10,12 @@ from typing import Any
 
 from lightly_simmim.atomic import atomic_write
 
+__all__ = ["JsonDict", "write_results"]
+
+#: A JSON object as the evaluations and the benchmark pass it around: a result
+#: (``{"top1": 81.2, ...}``), ``metrics.json``, a table row, YAML sections.
+JsonDict = dict[str, Any]
+
 
 def write_results(
     results: Mapping[str, Any], output_dir: str | os.PathLike[str], name: str

@@ -56,7 +56,10 @@ def test_command__has_help_with_description(run_main: RunMain, command: str) -> 
     ("command", "words"),
     [
         ("pretrain", ("--config", "--set", "--resume", DEFAULT_CONFIG, "last.ckpt")),
-        ("evaluate", ("--protocol", "{knn,linear,finetune}", "--layer", "--pooling")),
+        (
+            "evaluate",
+            ("--protocol", "{knn,linear,finetune,layers}", "--layer", "--pooling"),
+        ),
         ("benchmark", ("--config", "--output-dir", "base.data.root=/data")),
         ("export", ("--format", "{timm}", "pretrained_cfg_overlay")),
     ],
