@@ -114,4 +114,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = f"{rule.prefix}{describe(error)}"
         print(f"lightly-simmim {args.command}: error: {message}", file=sys.stderr)
         return rule.status
+    finally:
+        _close_process_group()
     return status
+
+
+def _close_process_group() -> None:
+    """Destroys the process group a command's DDP Trainer left behind.
+
+    Lightning's DDP strategy leaves it initialised after ``fit`` / ``predict``; left
+    to the interpreter's exit, gloo's threads can abort the process ("terminate
+    called without an active exception", status -6) after the work is done. Every
+    process of the run calls this on its way out. torch is not imported for it.
+    """
+    distributed = sys.modules.get("torch.distributed")
+    if distributed is None or not distributed.is_available():
+        return
+    if distributed.is_initialized():
+        distributed.destroy_process_group()

@@ -52,7 +52,7 @@ def test_evaluate__trains_a_protocol_and_writes_its_json(
     assert 0.0 <= saved["top1"] <= saved["top5"] <= 100.0
     assert saved["checkpoint"] == str(run / "checkpoints" / "last.ckpt")
     if protocol == "layers":  # one line per block, the best named
-        assert result.stdout.count("): kNN top-1") == len(saved["layers"]) >= 2
+        assert result.stdout.count("): kNN top-1") == len(saved["layers"]) >= 1
         assert f"({saved['best_linear']['module']})" in result.stdout
 
 
