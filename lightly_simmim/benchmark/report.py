@@ -26,6 +26,7 @@ import torch
 from lightly_simmim.atomic import atomic_write
 from lightly_simmim.benchmark.plots import plot_accuracy, plot_layers, plot_losses
 from lightly_simmim.benchmark.summary import PROBES, RowSummary, Spread, summarize
+from lightly_simmim.evaluation.layers import best_layer
 from lightly_simmim.evaluation.results import JsonDict
 
 if TYPE_CHECKING:
@@ -157,7 +158,7 @@ def _table_line(row: RowSummary) -> str:
 
 
 def _markdown(
-    rows: Sequence[JsonDict],
+    summaries: Sequence[RowSummary],
     benchmark: BenchmarkConfig,
     command: str | None,
     info: JsonDict,
@@ -167,7 +168,6 @@ def _markdown(
     if command:
         lines += ["Command:", "", "```bash", command, "```", ""]
     device = info.get("gpu") or f"{info['cpu_count']} CPU cores (no GPU)"
-    summaries = summarize(rows)
     lines += [
         f"Machine: {device}; {info['platform']}; Python {info['python']}; torch "
         f"{info['torch']} ({info['torch_threads']} threads). Written {written}.",
@@ -208,7 +208,7 @@ def _with_best_layers(rows: Sequence[JsonDict]) -> list[JsonDict]:
         layers = row.get("layers") or []
         for probe in PROBES:
             if layers:
-                best = max(layers, key=lambda layer: layer[f"{probe}_top1"])
+                best = best_layer(layers, probe)
                 row[f"{probe}_best_top1"] = best[f"{probe}_top1"]
                 row[f"{probe}_best_layer"] = best["module"]
         filled.append(row)
@@ -247,7 +247,7 @@ def write_report(
     summaries = summarize(rows)
     if any(row.layers for row in summaries):
         paths["layers"] = folder / "layers.png"
-    markdown = _markdown(rows, benchmark, command, info, written)
+    markdown = _markdown(summaries, benchmark, command, info, written)
     atomic_write(paths["md"], markdown.encode())
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore")
