@@ -257,3 +257,26 @@ def test_pretrain__nan_loss_stops_naming_the_step(
     assert "at optimizer step " in err
     assert "optim.base_lr" in err and "precision" in err
     assert not (_run_folder(tmp_path, "simmim") / "metrics.json").exists()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="VmHWM is Linux's")
+def test_peak_memory_is_the_childs_own_not_its_parents() -> None:
+    """A training started by a big process reports its own peak: ``ru_maxrss`` survives
+    ``exec`` on Linux, which made every benchmark child after the first in-process
+    fine-tune report the benchmark's own peak (1995 MB on five rows)."""
+    ballast = bytearray(1536 * 2**20)  # 1.5 GiB, touched so it is resident
+    ballast[::4096] = b"\x01" * len(range(0, len(ballast), 4096))
+    status = Path("/proc/self/status").read_text().splitlines()
+    parent_peak = next(int(line.split()[1]) for line in status if "VmHWM" in line)
+    code = (
+        "import json, torch; from lightly_simmim.train import _peak_memory; "
+        "print(json.dumps(_peak_memory(torch.device('cpu'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    del ballast
+    child = json.loads(out)
+    assert child["peak_memory_kind"] == "cpu_max_rss"
+    # The child imports torch and Lightning (< 1 GiB), never the 1.5 GiB ballast.
+    assert child["peak_memory_mb"] < parent_peak / 1024 - 1024

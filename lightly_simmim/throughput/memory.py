@@ -23,14 +23,14 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["MemoryProbe"]
+__all__ = ["MemoryProbe", "status_kib"]
 
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 _MIB = 2**20
 
 
-def _status_kib(field: str) -> int | None:
+def status_kib(field: str) -> int | None:
     """A ``kB`` field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``), or None."""
     try:
         for line in _STATUS.read_text().splitlines():
@@ -89,7 +89,7 @@ class MemoryProbe:
             return
         _trim_heap()
         self._peak_reset = _reset_peak_rss()
-        rss = _status_kib("VmRSS")
+        rss = status_kib("VmRSS")
         self._base = None if rss is None else rss * 1024
         if rss is not None:
             self.kind = "cpu_peak_rss_growth" if self._peak_reset else "cpu_rss_growth"
@@ -103,5 +103,5 @@ class MemoryProbe:
             peak = torch.cuda.max_memory_allocated(self.device)
             return max(0, peak - self._base) / _MIB
         field = "VmHWM" if self._peak_reset else "VmRSS"
-        now = _status_kib(field)
+        now = status_kib(field)
         return None if now is None else max(0, now * 1024 - self._base) / _MIB
