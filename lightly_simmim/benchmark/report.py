@@ -109,6 +109,8 @@ def _best(row: RowSummary, probe: str) -> str:
     if best is None:
         return "–"
     index, value = best
+    if value.std is None:  # "61.58 (blocks.3, 1 run)", not "61.58 (1 run) (blocks.3)"
+        return f"{value.mean:.2f} ({row.modules[index]}, 1 run)"
     return f"{value.format()} ({row.modules[index]})"
 
 

@@ -156,3 +156,21 @@ def test_summarize__last_layer_cells_fall_back_to_the_per_layer_probes() -> None
     assert knn is not None and knn.values == (60.0, 62.0)
     assert linear is not None and linear.values == (65.0, 70.0)
     assert row.top1["finetune"] is None
+
+
+def test_write_report__a_single_seed_best_layer_cell_names_layer_and_run(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "runs" / "byol-seed0"
+    row = _row(
+        "byol",
+        folder,
+        seed=0,
+        method="byol",
+        layers=_layers([60.0, 72.0, 71.0], [70.0, 77.0, 75.5]),
+    )
+    config = BenchmarkConfig(name="tiny", methods={"byol": {}})
+    markdown = write_report([row], tmp_path, config)["md"].read_text()
+    # kNN best blocks.1 (72.00), linear best blocks.1 (77.00); last layer 71 / 75.5.
+    assert "| 71.00 (1 run) | 72.00 (blocks.1, 1 run) |" in markdown
+    assert "| 75.50 (1 run) | 77.00 (blocks.1, 1 run) |" in markdown
