@@ -209,13 +209,24 @@ def clip_in_hook(
 ) -> None:
     """The body of a ``configure_gradient_clipping`` hook: clips ``params``.
 
-    Under FSDP, whose sharded parameters need its own clipping, Lightning clips
-    every parameter instead.
+    Under FSDP a norm must be taken over every shard, which only the root FSDP
+    module can do (its ``clip_grad_norm_``; Lightning's own FSDP clipping refuses
+    norms), and that root clips every parameter it wraps, the online classifier's
+    included. Value clipping is per element, so it clips the local shards of
+    ``params`` as it does elsewhere.
     """
     if not value:
         return
-    if "fsdp" in type(module.trainer.strategy).__name__.lower():
-        module.clip_gradients(optimizer, value, algorithm)
+    strategy = module.trainer.strategy
+    if "fsdp" in type(strategy).__name__.lower() and algorithm in (None, "norm"):
+        root = strategy.model
+        clip = getattr(root, "clip_grad_norm_", None)
+        if not callable(clip):
+            raise TypeError(
+                f"Gradient clipping by norm under FSDP needs the FSDP-wrapped root "
+                f"module; the strategy holds a {type(root).__name__}."
+            )
+        clip(float(value))
         return
     clip_gradients(params, float(value), algorithm)
 

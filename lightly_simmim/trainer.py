@@ -59,18 +59,35 @@ def on_cpu(trainer: TrainerConfig) -> bool:
     return not torch.cuda.is_available() and not torch.backends.mps.is_available()
 
 
-def lightning_strategy(name: str) -> str | Strategy:
-    """Lightning's strategy for a config string; ``"ddp"`` tolerates unused parameters.
+def lightning_strategy(name: str, precision: str | None = None) -> str | Strategy:
+    """Lightning's strategy for a config string and the run's precision.
 
-    Every method has parameters that get no gradient in some steps (timm's
-    ``fc_norm`` and other pooling layers are used only for the no-grad features of
-    the online classifier and evaluation; BYOL's target network never), which plain
-    DDP rejects. Finding them costs one walk over the autograd graph per step; a
-    method known to use all its parameters can skip it with
-    ``ddp_find_unused_parameters_false``. Every other string goes to Lightning as is.
+    - ``"ddp"`` tolerates unused parameters. Every method has parameters that get no
+      gradient in some steps (timm's ``fc_norm`` and other pooling layers are used
+      only for the no-grad features of the online classifier and evaluation;
+      BYOL's target network never), which plain DDP rejects. Finding them costs one
+      walk over the autograd graph per step; a method known to use all its
+      parameters can skip it with ``ddp_find_unused_parameters_false``.
+    - ``"fsdp"`` with a ``*-mixed`` precision keeps parameters, gradient reduction
+      and buffers in fp32 and leaves the low precision to autocast, as on one device
+      and under DDP. Lightning's default for the plain string casts the parameters,
+      the buffers (BatchNorm statistics) and the root's inputs to bf16 / fp16, so the
+      loss targets (SimMIM's pixels, MAE's normalised patches) would be rounded.
+
+    Every other string goes to Lightning as is.
     """
     if name == "ddp":
         return DDPStrategy(find_unused_parameters=True)
+    if name == "fsdp" and precision is not None and precision.endswith("-mixed"):
+        from pytorch_lightning.strategies import FSDPStrategy
+        from torch.distributed.fsdp import MixedPrecision
+
+        fp32 = torch.float32
+        return FSDPStrategy(
+            mixed_precision=MixedPrecision(
+                param_dtype=fp32, reduce_dtype=fp32, buffer_dtype=fp32
+            )
+        )
     return name
 
 
@@ -138,7 +155,7 @@ def build_trainer(
             accelerator=config.accelerator,
             devices=config.devices,
             num_nodes=config.num_nodes,
-            strategy=lightning_strategy(config.strategy),
+            strategy=lightning_strategy(config.strategy, precision_of(config)),
             precision=precision_of(config),  # type: ignore[arg-type]
             max_epochs=max_epochs,
             max_steps=-1 if max_steps is None else max_steps,

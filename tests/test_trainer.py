@@ -10,7 +10,7 @@ import pytest
 import torch
 from pytorch_lightning.callbacks import TQDMProgressBar
 from pytorch_lightning.loggers import CSVLogger
-from pytorch_lightning.strategies import DDPStrategy
+from pytorch_lightning.strategies import DDPStrategy, FSDPStrategy
 
 from lightly_simmim.config import ConfigError, TrainerConfig
 from lightly_simmim.trainer import (
@@ -75,6 +75,25 @@ def test_lightning_strategy__ddp_finds_unused_parameters_others_pass() -> None:
         "ddp_find_unused_parameters_false"
     )
     assert lightning_strategy("auto") == "auto"
+
+
+def test_lightning_strategy__fsdp_mixed_keeps_fp32_parameters_and_buffers() -> None:
+    # Lightning's "fsdp" string under bf16-mixed casts parameters, buffers and the
+    # root's inputs to bf16 (the loss targets would be rounded); autocast alone
+    # lowers the matmuls, as on one device.
+    for precision in ("bf16-mixed", "16-mixed"):
+        fsdp = lightning_strategy("fsdp", precision)
+        assert isinstance(fsdp, FSDPStrategy)
+        assert fsdp.mixed_precision is not None
+        dtypes = (
+            fsdp.mixed_precision.param_dtype,
+            fsdp.mixed_precision.reduce_dtype,
+            fsdp.mixed_precision.buffer_dtype,
+        )
+        assert dtypes == (torch.float32,) * 3
+    # Low-precision-only training keeps Lightning's casting; so does no precision.
+    assert lightning_strategy("fsdp", "bf16-true") == "fsdp"
+    assert lightning_strategy("fsdp") == "fsdp"
 
 
 def test_on_cpu__explicit_accelerators() -> None:

@@ -10,7 +10,7 @@ from pytorch_lightning.utilities.types import OptimizerLRSchedulerConfig
 from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from torch import Tensor, nn
-from torchmetrics import MeanMetric, SumMetric
+from torchmetrics import SumMetric
 
 from lightly_simmim.evaluation.classifier import resolve_layer_decay
 from lightly_simmim.evaluation.optimizer import finetune_optimizer
@@ -112,10 +112,16 @@ class FinetuneModule(pl.LightningModule):
         self.top = min(5, num_classes)
         # Hit counts rather than mean accuracies: exact percentages, summed over
         # devices by torchmetrics.
-        self.val_hits1 = SumMetric()
-        self.val_hits5 = SumMetric()
-        self.val_count = SumMetric()
-        self.train_loss = MeanMetric()
+        # nan_strategy="disable": the default NaN check asks the device every update
+        # (a host synchronisation per step). Hit counts cannot be NaN, and a NaN loss
+        # now shows as a NaN epoch loss in the history instead of being dropped with
+        # a warning. MeanMetric's "disable" drops the weights (torchmetrics 1.9), so
+        # the epoch's loss is a weighted sum over a count.
+        self.val_hits1 = SumMetric(nan_strategy="disable")
+        self.val_hits5 = SumMetric(nan_strategy="disable")
+        self.val_count = SumMetric(nan_strategy="disable")
+        self.train_loss_sum = SumMetric(nan_strategy="disable")
+        self.train_count = SumMetric(nan_strategy="disable")
         self.history: dict[int, dict[str, float]] = {}
         self.global_batch_size = recipe.batch_size
         self._last_lr = 0.0
@@ -197,7 +203,8 @@ class FinetuneModule(pl.LightningModule):
         if self.mixup is not None:
             images, targets = self.mixup(images, labels)  # targets: (B, num_classes)
         loss: Tensor = self.criterion(self.model(images), targets)
-        self.train_loss.update(loss.detach(), weight=len(images))
+        self.train_loss_sum.update(loss.detach() * len(images))
+        self.train_count.update(len(images))
         optimizer: Any = self.optimizers()
         self._last_lr = max(float(g["lr"]) for g in optimizer.param_groups)
         return loss
@@ -205,8 +212,10 @@ class FinetuneModule(pl.LightningModule):
     def on_train_epoch_end(self) -> None:
         """Records the epoch's mean loss and the head's learning rate."""
         record = self.history.setdefault(self.current_epoch, {})
-        record["train_loss"] = float(self.train_loss.compute())
-        self.train_loss.reset()
+        total = float(self.train_loss_sum.compute())
+        record["train_loss"] = total / max(1.0, float(self.train_count.compute()))
+        self.train_loss_sum.reset()
+        self.train_count.reset()
         record["lr"] = self._last_lr
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:

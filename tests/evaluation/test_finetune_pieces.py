@@ -4,6 +4,7 @@ initialisation, best-epoch reporting."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -122,3 +123,21 @@ def test_finetune_result__reports_last_and_best_epoch(
         95.0,
     )
     assert [record["epoch"] for record in result["history"]] == [0, 1, 2, 3]
+
+
+def test_finetune_module__epoch_loss_is_the_image_weighted_mean(
+    tiny_timm_model: TinyModel,
+) -> None:
+    # Batches of 4 and 2 images: the epoch's loss weighs each batch by its images
+    # (torchmetrics' MeanMetric with its NaN check disabled would drop the weights).
+    recipe = FinetuneRecipe(mixup_alpha=0.0, cutmix_alpha=0.0, label_smoothing=0.0)
+    module = FinetuneModule(timm_classifier(tiny_timm_model("vit"), 4), 4, recipe)
+    module.optimizers = lambda: SimpleNamespace(param_groups=[{"lr": 0.1}])  # type: ignore[method-assign,assignment,return-value]
+    torch.manual_seed(0)
+    losses = []
+    for size in (4, 2):
+        images = torch.randn(size, 3, 32, 32)
+        labels = torch.randint(0, 4, (size,))
+        losses.append(float(module.training_step((images, labels), 0)) * size)
+    module.on_train_epoch_end()
+    assert module.history[0]["train_loss"] == pytest.approx(sum(losses) / 6)

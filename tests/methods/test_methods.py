@@ -428,6 +428,34 @@ def test_method__unlabelled_samples_skip_the_classifier(
     assert head.weight.grad is not None and head.weight.grad.any()
 
 
+def test_method__online_classifier_loss_equals_lightlys_on_the_labelled_samples(
+    build: Build,
+) -> None:
+    # The masked sums (no host synchronisation) against lightly's own training_step
+    # run on the labelled subset only.
+    torch.manual_seed(0)
+    method = build("simmim", num_classes=10)
+    classifier = method.online_classifier
+    assert classifier is not None and classifier.topk == (1, 5)
+    logged: dict[str, torch.Tensor] = {}
+    method.log_dict = lambda values, **_: logged.update(values)  # type: ignore[method-assign,assignment]
+    features = torch.randn(12, method.feature_dim)
+    for labels in (
+        torch.randint(0, 10, (12,)),  # fully labelled
+        torch.tensor([0, -1, 2, -1, 9, 9, -1, 3, 4, -1, 1, 7]),  # mixed
+    ):
+        known = labels >= 0
+        ours = method._online_classifier_loss(features, labels)
+        theirs, log = classifier.training_step((features[known], labels[known]), 0)
+        torch.testing.assert_close(ours, theirs)
+        assert logged.keys() == log.keys()
+        for key, value in log.items():
+            torch.testing.assert_close(logged[key].float(), value.float())
+    # No labels at all: zero, and finite (a plain mean would be 0 / 0).
+    loss = method._online_classifier_loss(features, torch.full((12,), -1))
+    assert loss.item() == 0.0
+
+
 @pytest.mark.parametrize("name", METHODS)
 def test_method__unknown_setting_names_nearest_key(name: str) -> None:
     cls = registry.get("methods", name)
