@@ -138,6 +138,7 @@ def test_finetune_module__epoch_loss_is_the_image_weighted_mean(
     for size in (4, 2):
         images = torch.randn(size, 3, 32, 32)
         labels = torch.randint(0, 4, (size,))
-        losses.append(float(module.training_step((images, labels), 0)) * size)
+        loss = module.training_step((images, labels), 0)
+        losses.append(float(loss.detach()) * size)
     module.on_train_epoch_end()
     assert module.history[0]["train_loss"] == pytest.approx(sum(losses) / 6)
