@@ -55,6 +55,7 @@ from lightly_simmim.data import TransformedDataset
 from lightly_simmim.data.memory import in_memory, stack_batch
 from lightly_simmim.evaluation.protocol import knn_evaluate
 from lightly_simmim.methods import PretrainMethod
+from lightly_simmim.proc_status import status_kib
 from lightly_simmim.runs import (
     announce_resume,
     checked_run_folder,
@@ -64,7 +65,6 @@ from lightly_simmim.runs import (
     resume_point,
     run_dir,
 )
-from lightly_simmim.throughput.memory import status_kib
 from lightly_simmim.trainer import build_trainer, csv_and_tensorboard, on_cpu
 
 __all__ = ["PeakMemory", "PretrainMetrics", "pretrain", "train_loader"]

@@ -23,22 +23,12 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["MemoryProbe", "status_kib"]
+from lightly_simmim.proc_status import status_kib
 
-_STATUS = Path("/proc/self/status")
+__all__ = ["MemoryProbe"]
+
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 _MIB = 2**20
-
-
-def status_kib(field: str) -> int | None:
-    """A ``kB`` field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``), or None."""
-    try:
-        for line in _STATUS.read_text().splitlines():
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
 
 
 def _reset_peak_rss() -> bool:
