@@ -145,6 +145,7 @@ def build_trainer(
         ConfigError: If Lightning rejects the devices / accelerator / strategy /
             precision combination (the message names the settings).
     """
+    precision = precision_of(config)
     progress: list[Callback] = []
     if config.progress_bar:
         # Outside a terminal (logs, CI) every refresh is a new line: refresh less.
@@ -155,8 +156,8 @@ def build_trainer(
             accelerator=config.accelerator,
             devices=config.devices,
             num_nodes=config.num_nodes,
-            strategy=lightning_strategy(config.strategy, precision_of(config)),
-            precision=precision_of(config),  # type: ignore[arg-type]
+            strategy=lightning_strategy(config.strategy, precision),
+            precision=precision,  # type: ignore[arg-type]
             max_epochs=max_epochs,
             max_steps=-1 if max_steps is None else max_steps,
             gradient_clip_val=gradient_clip_val,
