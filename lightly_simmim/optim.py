@@ -6,11 +6,15 @@
   1-D parameters, biases and the model's ``no_weight_decay()`` names in a group
   without weight decay and, with ``layer_decay``, stores each layer's ``lr_scale`` in
   its parameter group (applied by timm's schedulers: :mod:`lightly_simmim.schedule`).
+- :func:`parameter_dims` records which parameters are 1-D before a strategy wraps the
+  model: FSDP flattens every parameter into a 1-D shard, after which timm's test would
+  exempt every weight matrix from weight decay.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+import glob
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +34,7 @@ __all__ = [
     "clip_in_hook",
     "create_optimizer",
     "fused_allowed",
+    "parameter_dims",
     "scaled_lr",
 ]
 
@@ -94,6 +99,17 @@ class OptimizerSettings(Checked):
         check_optimizer_name(self.optimizer)
 
 
+def parameter_dims(model: nn.Module) -> dict[str, int]:
+    """Each parameter's number of dimensions, by name, as the model is now.
+
+    Read it before a strategy wraps the model and hand it to
+    :func:`create_optimizer`: FSDP (``use_orig_params=True``, Lightning's default)
+    replaces every parameter by a 1-D view of this rank's shard, so when Lightning
+    builds the optimiser, ``ndim`` no longer tells a weight matrix from a bias.
+    """
+    return {name: param.ndim for name, param in model.named_parameters()}
+
+
 def create_optimizer(
     model: nn.Module,
     *,
@@ -106,6 +122,7 @@ def create_optimizer(
     layer_decay: float | None = None,
     fused: bool | None = None,
     no_weight_decay: Collection[str] | None = None,
+    dims: Mapping[str, int] | None = None,
 ) -> torch.optim.Optimizer:
     """A timm optimiser over ``model``'s trainable parameters.
 
@@ -131,6 +148,8 @@ def create_optimizer(
             per-parameter loop, which otherwise takes a large share of a step.
         no_weight_decay: Names without weight decay instead of the model's own
             ``no_weight_decay()`` (1-D parameters and biases never get it).
+        dims: Each parameter's dimensions before sharding (:func:`parameter_dims`),
+            which then decide what is 1-D; None = the parameters' current ``ndim``.
 
     Returns:
         The optimiser.
@@ -143,19 +162,25 @@ def create_optimizer(
     if fused:
         extra["fused"] = True
     params: nn.Module | list[dict[str, Any]] = model
-    if no_weight_decay is not None:
-        # timm's own grouping, with these names instead of model.no_weight_decay().
-        exempt = sorted(no_weight_decay)
+    if no_weight_decay is not None or dims is not None:
+        # timm's own grouping, with these names instead of model.no_weight_decay(),
+        # and with the recorded dims instead of the (possibly sharded) ndim.
+        if no_weight_decay is None:
+            listed = getattr(model, "no_weight_decay", None)
+            no_weight_decay = set(listed()) if callable(listed) else set()
+        exempt = set(no_weight_decay)
+        if dims is not None:  # timm matches with fnmatch: names taken literally
+            exempt |= {glob.escape(name) for name, ndim in dims.items() if ndim <= 1}
+        grouping: dict[str, Any] = {
+            "weight_decay": weight_decay,
+            "no_weight_decay_list": sorted(exempt),
+            "weight_decay_exclude_1d": dims is None,
+        }
         params = (
-            timm.optim.param_groups_weight_decay(
-                model, weight_decay=weight_decay, no_weight_decay_list=exempt
-            )
+            timm.optim.param_groups_weight_decay(model, **grouping)
             if decay is None
             else timm.optim.param_groups_layer_decay(
-                model,
-                weight_decay=weight_decay,
-                no_weight_decay_list=exempt,
-                layer_decay=decay,
+                model, layer_decay=decay, **grouping
             )
         )
     created: torch.optim.Optimizer = timm.optim.create_optimizer_v2(

@@ -15,7 +15,12 @@ from torchmetrics import SumMetric
 from lightly_simmim.evaluation.classifier import resolve_layer_decay
 from lightly_simmim.evaluation.optimizer import finetune_optimizer
 from lightly_simmim.evaluation.recipes import LR_REFERENCE_BATCH, FinetuneRecipe
-from lightly_simmim.optim import clip_in_hook, fused_allowed, scaled_lr
+from lightly_simmim.optim import (
+    clip_in_hook,
+    fused_allowed,
+    parameter_dims,
+    scaled_lr,
+)
 from lightly_simmim.schedule import PerStepScheduler, ScheduleSettings, create_scheduler
 
 __all__ = ["EpochRecord", "FinetuneModule", "build_mixup"]
@@ -96,6 +101,9 @@ class FinetuneModule(pl.LightningModule):
         if num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {num_classes}.")
         self.model = model
+        # Read now: a strategy may shard (flatten) the parameters before the
+        # optimiser is built (see lightly_simmim.optim.parameter_dims).
+        self.parameter_dims = parameter_dims(model)
         self.recipe = recipe
         self.mixup = build_mixup(recipe, num_classes)
         self.criterion: nn.Module
@@ -150,6 +158,7 @@ class FinetuneModule(pl.LightningModule):
             eps=recipe.eps,
             rel_pos_weight_decay=recipe.rel_pos_weight_decay,
             fused=fused_allowed(str(self.trainer.precision), recipe.clip_grad),
+            dims=self.parameter_dims,
         )
         total_steps = max(1, int(self.trainer.estimated_stepping_batches))
         schedule = ScheduleSettings(

@@ -13,7 +13,7 @@ in both (the official Swin lists them in ``no_weight_decay_keywords``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from timm.models.beit import Beit
@@ -55,6 +55,7 @@ def finetune_optimizer(
     eps: float,
     rel_pos_weight_decay: bool = True,
     fused: bool | None = None,
+    dims: Mapping[str, int] | None = None,
 ) -> torch.optim.Optimizer:
     """AdamW over the layer-decay groups of ``model``.
 
@@ -69,6 +70,8 @@ def finetune_optimizer(
         rel_pos_weight_decay: See :func:`no_weight_decay_names`.
         fused: torch's fused AdamW kernel (much faster on CPUs); None = wherever
             every parameter allows it (float, on the CPU or a CUDA device).
+        dims: ``model``'s parameter dimensions recorded before a strategy wrapped
+            it (:func:`lightly_simmim.optim.parameter_dims`); None = as they are now.
 
     Returns:
         The optimiser; every group has ``lr_scale`` and ``weight_decay``.
@@ -82,4 +85,5 @@ def finetune_optimizer(
         layer_decay=layer_decay,
         fused=fused,
         no_weight_decay=no_weight_decay_names(model, rel_pos_weight_decay),
+        dims=dims,
     )

@@ -23,6 +23,7 @@ from lightly_simmim.optim import (
     clip_in_hook,
     create_optimizer,
     fused_allowed,
+    parameter_dims,
     scaled_lr,
 )
 from lightly_simmim.schedule import PerStepScheduler, ScheduleSettings, create_scheduler
@@ -77,6 +78,8 @@ class OptimizedModule(pl.LightningModule):
         learning_rate: The peak learning rate, set there too.
         steps_per_epoch: Optimiser steps per epoch, set there too.
         total_steps: Optimiser steps of the run (the schedule's length).
+        parameter_dims: Each parameter's dimensions, recorded in :meth:`setup`
+            (before a strategy wraps the module), or None before.
     """
 
     def __init__(
@@ -97,6 +100,14 @@ class OptimizedModule(pl.LightningModule):
         self.learning_rate: float | None = None
         self.steps_per_epoch = 1
         self.total_steps = 1
+        self.parameter_dims: dict[str, int] | None = None
+
+    def setup(self, stage: str) -> None:
+        """Records :attr:`parameter_dims`: Lightning calls this before the strategy
+        wraps the module (FSDP flattens the parameters) and builds the optimiser."""
+        super().setup(stage)
+        if self.parameter_dims is None:
+            self.parameter_dims = parameter_dims(self)
 
     def clipped_parameters(self) -> list[nn.Parameter]:
         """The parameters whose gradient norm ``optim.clip_grad`` clips (all here)."""
@@ -153,6 +164,7 @@ class OptimizedModule(pl.LightningModule):
             eps=settings.eps,
             momentum=settings.momentum,
             fused=fused_allowed(str(trainer.precision), settings.clip_grad),
+            dims=self.parameter_dims,
         )
         # As the official code: warmup and minimum rates scale like the peak, and
         # the cosine runs over all steps with the warmup inside it.

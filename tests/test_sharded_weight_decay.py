@@ -1,0 +1,170 @@
+"""Weight decay under FSDP: which parameters are 1-D is read before sharding.
+
+FSDP (``use_orig_params=True``, Lightning's default) turns every parameter into a
+1-D view of the rank's shard before Lightning builds the optimiser; timm's grouping,
+which exempts 1-D parameters, would then exempt every weight matrix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.strategies import SingleDeviceStrategy
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightly_simmim.evaluation import FinetuneModule, FinetuneRecipe, timm_classifier
+from lightly_simmim.evaluation.optimizer import no_weight_decay_names
+from lightly_simmim.methods.optimization import OptimizedModule
+
+# Rank 0 writes {"plain": ..., "sharded": ..., "recorded": ...}: each parameter's
+# weight decay by name, for the unwrapped model, the FSDP-wrapped one as timm sees
+# it, and the wrapped one with the dims recorded before wrapping.
+_SCRIPT = """
+import json, sys
+import torch, torch.distributed as dist
+from torch import nn
+from torch.distributed.fsdp import FullyShardedDataParallel
+from lightly_simmim.optim import create_optimizer, parameter_dims
+
+layer_decay = None if sys.argv[2] == "none" else float(sys.argv[2])
+
+def build():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.Linear(8, 3))
+
+def decay(model, dims=None):
+    names = {id(p): n for n, p in model.named_parameters()}
+    optimizer = create_optimizer(
+        model, lr=1e-3, weight_decay=0.1, layer_decay=layer_decay, dims=dims,
+        fused=False,
+    )
+    return {names[id(p)]: g["weight_decay"] for g in optimizer.param_groups
+            for p in g["params"]}
+
+dist.init_process_group("gloo")
+plain = decay(build())
+model = build()
+dims = parameter_dims(model)
+FullyShardedDataParallel(model, use_orig_params=True, device_id=torch.device("cpu"))
+shapes = {n: list(p.shape) for n, p in model.named_parameters()}
+result = {"plain": plain, "sharded": decay(model), "recorded": decay(model, dims),
+          "shapes": shapes}
+if dist.get_rank() == 0:
+    with open(sys.argv[1], "w") as file:
+        json.dump(result, file)
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layer_decay", ["none", "0.5"])
+def test_create_optimizer__recorded_dims_keep_weight_decay_on_fsdp_shards(
+    tmp_path: Path, layer_decay: str
+) -> None:
+    script = tmp_path / "fsdp_groups.py"
+    script.write_text(textwrap.dedent(_SCRIPT))
+    out = tmp_path / "groups.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
+    command += ["--standalone", str(script), str(out), layer_decay]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result: dict[str, Any] = json.loads(out.read_text())
+    # The premise: FSDP hands the optimiser flat 1-D shards, and without the
+    # recorded dims the weight matrices lose their weight decay.
+    assert all(len(shape) == 1 for shape in result["shapes"].values())
+    assert result["sharded"]["0.weight"] == 0.0
+    assert result["plain"] == {
+        "0.weight": 0.1,
+        "0.bias": 0.0,
+        "1.weight": 0.0,
+        "1.bias": 0.0,
+        "2.weight": 0.1,
+        "2.bias": 0.0,
+    }
+    assert result["recorded"] == result["plain"]
+
+
+class _Flattening(SingleDeviceStrategy):
+    """Replaces every parameter by a flat copy before the optimiser is built, as
+    FSDP's sharding does (one process: FSDP itself needs GPUs under Lightning)."""
+
+    def setup(self, trainer: pl.Trainer) -> None:
+        assert self.model is not None
+        for module in self.model.modules():
+            for name, param in list(module.named_parameters(recurse=False)):
+                flat = nn.Parameter(param.detach().reshape(-1), param.requires_grad)
+                setattr(module, name, flat)
+        super().setup(trainer)
+
+
+class _Tiny(OptimizedModule):
+    def __init__(self) -> None:
+        super().__init__(batch_size_per_device=4)
+        self.linear = nn.Linear(4, 3)
+        self.norm = nn.LayerNorm(3)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        raise AssertionError("not reached: limit_train_batches=0")
+
+
+def _decay_after_fit(
+    module: pl.LightningModule, optimised: nn.Module
+) -> dict[str, float]:
+    """Weight decay by parameter name (in ``optimised``) of the fitted optimiser."""
+    trainer = pl.Trainer(
+        strategy=_Flattening(device=torch.device("cpu")),
+        max_epochs=1,
+        limit_train_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    data = DataLoader(TensorDataset(torch.zeros(4, 3, 32, 32), torch.zeros(4).long()))
+    trainer.fit(module, data)
+    names = {id(p): n for n, p in optimised.named_parameters()}
+    assert all(p.ndim == 1 for p in module.parameters())  # the strategy flattened
+    return {
+        names[id(p)]: group["weight_decay"]
+        for group in trainer.optimizers[0].param_groups
+        for p in group["params"]
+    }
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_pretrain_module__weight_decay_follows_the_dims_before_the_strategy() -> None:
+    module = _Tiny()
+    decay = _decay_after_fit(module, module)
+    assert decay == {
+        "linear.weight": 0.05,
+        "linear.bias": 0.0,
+        "norm.weight": 0.0,
+        "norm.bias": 0.0,
+    }
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_finetune_module__weight_decay_follows_the_dims_before_the_strategy(
+    tiny_timm_model: Any,
+) -> None:
+    recipe = FinetuneRecipe(mixup_alpha=0.0, cutmix_alpha=0.0)
+    module = FinetuneModule(timm_classifier(tiny_timm_model("vit"), 4), 4, recipe)
+    exempt = no_weight_decay_names(module.model, True)  # pos_embed, cls_token, ...
+    decay = _decay_after_fit(module, module.model)
+    matrices = {n for n, ndim in module.parameter_dims.items() if ndim > 1}
+    assert {"head.weight", "blocks.0.attn.qkv.weight"} <= matrices
+    assert decay.keys() == module.parameter_dims.keys()
+    for name, value in decay.items():
+        expected = 0.05 if name in matrices and name not in exempt else 0.0
+        assert value == expected, name
