@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -31,6 +32,7 @@ __all__ = [
     "RunSummary",
     "StopOnNonFiniteLoss",
     "checkpoint_callbacks",
+    "full_parameters",
 ]
 
 
@@ -195,8 +197,9 @@ class ReconstructionImages(Callback):
 
     Files: ``<folder>/epoch_NNN.png`` (NNN = 0-based epoch, as in the checkpoint
     names) every ``every_n_epochs`` epochs, and ``<folder>/final.png`` at the end.
-    The reconstruction runs on every rank (FSDP needs all ranks for a forward pass)
-    and only global rank 0 writes.
+    The reconstruction runs on every rank, inside FSDP's ``summon_full_params`` when
+    the strategy shards the module (it gathers the parameters, collectively: the
+    callback's own forward is not the FSDP root's), and only global rank 0 writes.
 
     Args:
         dataset: Map-style dataset of ``(PIL image, label)``.
@@ -261,7 +264,8 @@ class ReconstructionImages(Callback):
         was_training = method.training
         method.eval()
         try:
-            result = method.reconstruct_batch(self.images.to(method.device))
+            with full_parameters(trainer):
+                result = method.reconstruct_batch(self.images.to(method.device))
         finally:
             pl_module.train(was_training)
         if result is None or not trainer.is_global_zero:
@@ -270,6 +274,27 @@ class ReconstructionImages(Callback):
         return save_reconstruction_grid(
             self.folder / name, images, mask, reconstruction, self.mean, self.std
         )
+
+
+def full_parameters(
+    trainer: pl.Trainer,
+) -> contextlib.AbstractContextManager[object]:
+    """A context in which the module's parameters are whole on every rank.
+
+    FSDP keeps each rank's shard of every parameter outside the wrapped root's own
+    forward; a callback that runs the module itself enters FSDP's
+    ``summon_full_params`` (on every rank: it is collective). Other strategies hold
+    whole parameters: nothing to do.
+    """
+    root = getattr(trainer.strategy, "model", None)
+    if "FullyShardedDataParallel" not in type(root).__name__:
+        return contextlib.nullcontext()
+    # Imported here: only FSDP runs need it.
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    if not isinstance(root, FullyShardedDataParallel):
+        return contextlib.nullcontext()
+    return FullyShardedDataParallel.summon_full_params(root, writeback=False)
 
 
 def _method(module: pl.LightningModule) -> Method:

@@ -1,8 +1,10 @@
-"""Weight decay under FSDP: which parameters are 1-D is read before sharding.
+"""What FSDP's sharding changes, with real FSDP on two CPU processes (gloo).
 
 FSDP (``use_orig_params=True``, Lightning's default) turns every parameter into a
-1-D view of the rank's shard before Lightning builds the optimiser; timm's grouping,
-which exempts 1-D parameters, would then exempt every weight matrix.
+1-D view of the rank's shard outside the wrapped root's forward:
+- before Lightning builds the optimiser, where timm's grouping, which exempts 1-D
+  parameters from weight decay, would exempt every weight matrix;
+- in a callback that runs the module itself (the reconstruction PNGs).
 """
 
 from __future__ import annotations
@@ -66,19 +68,24 @@ dist.destroy_process_group()
 """
 
 
+def _torchrun(tmp_path: Path, script: str, *args: str) -> None:
+    """Runs ``script`` in two processes; fails with their stderr if one fails."""
+    path = tmp_path / "two_ranks.py"
+    path.write_text(textwrap.dedent(script))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
+    command += ["--standalone", str(path), *args]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("layer_decay", ["none", "0.5"])
 def test_create_optimizer__recorded_dims_keep_weight_decay_on_fsdp_shards(
     tmp_path: Path, layer_decay: str
 ) -> None:
-    script = tmp_path / "fsdp_groups.py"
-    script.write_text(textwrap.dedent(_SCRIPT))
     out = tmp_path / "groups.json"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
-    command += ["--standalone", str(script), str(out), layer_decay]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    _torchrun(tmp_path, _SCRIPT, str(out), layer_decay)
     result: dict[str, Any] = json.loads(out.read_text())
     # The premise: FSDP hands the optimiser flat 1-D shards, and without the
     # recorded dims the weight matrices lose their weight decay.
@@ -168,3 +175,50 @@ def test_finetune_module__weight_decay_follows_the_dims_before_the_strategy(
     for name, value in decay.items():
         expected = 0.05 if name in matrices and name not in exempt else 0.0
         assert value == expected, name
+
+
+# Each rank builds the same tiny SimMIM method, takes the callback's fixed batch and
+# writes the PNG of the unwrapped method (rank 0: plain.png), then wraps the method in
+# FSDP and saves through the callback, as Lightning's FSDP strategy would hold it.
+_RECONSTRUCTION_SCRIPT = """
+import json, sys
+from pathlib import Path
+from types import SimpleNamespace
+import torch, torch.distributed as dist
+from PIL import Image
+from torch.distributed.fsdp import FullyShardedDataParallel
+from lightly_simmim import registry
+from lightly_simmim.callbacks import ReconstructionImages
+from lightly_simmim.config import from_dict
+
+folder, name, kwargs = Path(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
+dist.init_process_group("gloo")
+torch.manual_seed(0)
+cls = registry.get("methods", "simmim")
+settings = from_dict(cls.Settings, {"mask_patch_size": 16}, "method.")
+method = cls(cls.build_encoder(name, kwargs), settings, input_size=32, in_chans=1,
+             batch_size_per_device=2, mean=[0.5], std=[0.5], num_classes=None)
+images = [(Image.new("L", (32, 32), color=40 * i), 0) for i in range(4)]
+callback = ReconstructionImages(images, folder, 0, [0.5], [0.5], num_images=4)
+callback.setup(None, method, "fit")
+rank0 = dist.get_rank() == 0
+plain = SimpleNamespace(strategy=SimpleNamespace(model=method), is_global_zero=rank0)
+callback.save(plain, method, "plain.png")
+root = FullyShardedDataParallel(method, use_orig_params=True,
+                                device_id=torch.device("cpu"))
+assert all(p.ndim <= 1 for p in method.parameters())  # sharded
+sharded = SimpleNamespace(strategy=SimpleNamespace(model=root), is_global_zero=rank0)
+callback.save(sharded, method, "sharded.png")
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.slow
+def test_reconstruction_images__fsdp_sharded_method_draws_the_same_png(
+    tmp_path: Path, tiny_timm_kwargs: Any
+) -> None:
+    name, kwargs = tiny_timm_kwargs("vit", img_size=32, in_chans=1)
+    _torchrun(tmp_path, _RECONSTRUCTION_SCRIPT, str(tmp_path), name, json.dumps(kwargs))
+    plain, sharded = tmp_path / "plain.png", tmp_path / "sharded.png"
+    assert plain.stat().st_size > 0
+    assert sharded.read_bytes() == plain.read_bytes()
