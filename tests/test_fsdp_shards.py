@@ -222,3 +222,88 @@ def test_reconstruction_images__fsdp_sharded_method_draws_the_same_png(
     plain, sharded = tmp_path / "plain.png", tmp_path / "sharded.png"
     assert plain.stat().st_size > 0
     assert sharded.read_bytes() == plain.read_bytes()
+
+
+# `lightly-simmim` with Lightning's FSDP strategy on CPU processes (gloo). Lightning
+# refuses its own FSDPStrategy off GPUs (a subclass passes its check) and hands torch
+# device_id=None, which torch's FSDP refuses on a CPU: the subclass wraps the module
+# on the CPU itself, and Lightning keeps an already-wrapped module. Lightning starts
+# rank 1 by running this same script again.
+_CPU_FSDP_CLI = """
+import sys
+import torch
+from pytorch_lightning.strategies import FSDPStrategy
+from torch.distributed.fsdp import FullyShardedDataParallel
+import lightly_simmim.trainer
+from lightly_simmim.cli import main
+
+class CpuFSDP(FSDPStrategy):
+    def _setup_model(self, model):
+        wrapped = FullyShardedDataParallel(
+            model, mixed_precision=self.mixed_precision_config,
+            sharding_strategy=self.sharding_strategy,
+            device_id=torch.device("cpu"), **self.kwargs)
+        return super()._setup_model(wrapped)
+
+package_strategy = lightly_simmim.trainer.lightning_strategy
+
+def cpu_fsdp(name, precision=None):
+    strategy = package_strategy(name, precision)
+    if name != "fsdp":
+        return strategy
+    mixed = strategy.mixed_precision if isinstance(strategy, FSDPStrategy) else None
+    return CpuFSDP(mixed_precision=mixed)
+
+lightly_simmim.trainer.lightning_strategy = cpu_fsdp
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+_FSDP_CPU = ["trainer.strategy=fsdp", "trainer.devices=2", "trainer.accelerator=cpu"]
+
+
+def _cpu_fsdp_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "cpu_fsdp_cli.py"
+    script.write_text(textwrap.dedent(_CPU_FSDP_CLI))
+    done = subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+@pytest.mark.slow
+def test_pretrain_and_finetune__fsdp_on_two_cpu_processes(
+    tmp_path: Path, pretrain_args: Any
+) -> None:
+    done = _cpu_fsdp_cli(tmp_path, *pretrain_args(*_FSDP_CPU))
+    assert "global batch 32 = 16 per device x 2 device(s)" in done.stdout
+    assert "kNN top-1:" in done.stdout  # of the complete checkpoint, reloaded
+    run = tmp_path / "runs" / "simmim"
+    assert (run / "reconstructions" / "final.png").stat().st_size > 0
+    # The optimiser trained the weight matrices with weight decay (default 0.05):
+    # with the sharded shapes they would all sit in the group without it.
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    groups = state["optimizer_states"][0]["param_groups"]
+    decayed = [g for g in groups if g["weight_decay"] > 0]
+    assert decayed and sum(len(g["params"]) for g in decayed) >= 4
+    # The fine-tune of the run under FSDP too (its own optimiser, clipping, metrics).
+    _cpu_fsdp_cli(
+        tmp_path,
+        "evaluate",
+        str(run),
+        "--protocol=finetune",
+        "--epochs=1",
+        "--batch-size=8",
+        "--set",
+        "data.limit_train=64",
+        "data.limit_eval=32",
+        *_FSDP_CPU,
+    )
+    result = json.loads((run / "eval" / "finetune.json").read_text())
+    assert result["settings"]["world_size"] == 2
+    assert 0.0 <= result["top1"] <= 100.0
