@@ -20,6 +20,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from torch import Tensor
+from torch.distributed.fsdp import FullyShardedDataParallel
 
 from lightly_simmim.checkpoints import CHECKPOINT_DIR, LAST_CHECKPOINT
 from lightly_simmim.data import ImageDataset
@@ -286,15 +287,10 @@ def full_parameters(
     ``summon_full_params`` (on every rank: it is collective). Other strategies hold
     whole parameters: nothing to do.
     """
-    root = getattr(trainer.strategy, "model", None)
-    if "FullyShardedDataParallel" not in type(root).__name__:
-        return contextlib.nullcontext()
-    # Imported here: only FSDP runs need it.
-    from torch.distributed.fsdp import FullyShardedDataParallel
-
-    if not isinstance(root, FullyShardedDataParallel):
-        return contextlib.nullcontext()
-    return FullyShardedDataParallel.summon_full_params(root, writeback=False)
+    root = trainer.strategy.model
+    if isinstance(root, FullyShardedDataParallel):
+        return FullyShardedDataParallel.summon_full_params(root, writeback=False)
+    return contextlib.nullcontext()
 
 
 def _method(module: pl.LightningModule) -> Method:

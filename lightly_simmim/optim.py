@@ -36,6 +36,7 @@ __all__ = [
     "fused_allowed",
     "parameter_dims",
     "scaled_lr",
+    "timm_no_weight_decay",
 ]
 
 
@@ -97,6 +98,24 @@ class OptimizerSettings(Checked):
         if len(self.betas) != 2:
             raise SettingError("betas", self.betas, "must be two numbers")
         check_optimizer_name(self.optimizer)
+
+
+def timm_no_weight_decay(model: nn.Module, prefix: str = "") -> set[str]:
+    """The names a model lists in its own ``no_weight_decay()`` (timm's convention),
+    prefixed.
+
+    Args:
+        model: A timm model, or any module with such a method.
+        prefix: The model's path inside the module being optimised, ending in
+            ``"."``; empty for that module itself.
+
+    Returns:
+        Full parameter names (empty for a model without the method).
+    """
+    listed = getattr(model, "no_weight_decay", None)
+    if not callable(listed):
+        return set()
+    return {f"{prefix}{name}" for name in listed()}
 
 
 def parameter_dims(model: nn.Module) -> dict[str, int]:
@@ -165,10 +184,9 @@ def create_optimizer(
     if no_weight_decay is not None or dims is not None:
         # timm's own grouping, with these names instead of model.no_weight_decay(),
         # and with the recorded dims instead of the (possibly sharded) ndim.
-        if no_weight_decay is None:
-            listed = getattr(model, "no_weight_decay", None)
-            no_weight_decay = set(listed()) if callable(listed) else set()
-        exempt = set(no_weight_decay)
+        exempt = set(
+            timm_no_weight_decay(model) if no_weight_decay is None else no_weight_decay
+        )
         if dims is not None:  # timm matches with fnmatch: names taken literally
             exempt |= {glob.escape(name) for name, ndim in dims.items() if ndim <= 1}
         grouping: dict[str, Any] = {

@@ -19,7 +19,7 @@ import torch
 from timm.models.beit import Beit
 from torch import nn
 
-from lightly_simmim.optim import create_optimizer
+from lightly_simmim.optim import create_optimizer, timm_no_weight_decay
 
 __all__ = ["finetune_optimizer", "no_weight_decay_names"]
 
@@ -38,8 +38,7 @@ def no_weight_decay_names(model: nn.Module, rel_pos_weight_decay: bool) -> set[s
         The model's ``no_weight_decay()`` names (none if it has no such method),
         without a ``Beit``'s relative position tables if ``rel_pos_weight_decay``.
     """
-    exempt = getattr(model, "no_weight_decay", None)
-    names = {str(name) for name in exempt()} if callable(exempt) else set()
+    names = timm_no_weight_decay(model)
     if rel_pos_weight_decay and isinstance(model, Beit):
         names = {name for name in names if _REL_POS_TABLE not in name}
     return names

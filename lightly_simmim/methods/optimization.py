@@ -25,26 +25,11 @@ from lightly_simmim.optim import (
     fused_allowed,
     parameter_dims,
     scaled_lr,
+    timm_no_weight_decay,
 )
 from lightly_simmim.schedule import PerStepScheduler, ScheduleSettings, create_scheduler
 
 __all__ = ["OptimizedModule", "run_steps", "timm_no_weight_decay"]
-
-
-def timm_no_weight_decay(model: nn.Module, prefix: str) -> set[str]:
-    """The names a timm model lists in its own ``no_weight_decay()``, prefixed.
-
-    Args:
-        model: A timm model.
-        prefix: The model's path inside the LightningModule, ending in ``"."``.
-
-    Returns:
-        Full parameter names (empty for a model without the method).
-    """
-    listed = getattr(model, "no_weight_decay", None)
-    if not callable(listed):
-        return set()
-    return {f"{prefix}{name}" for name in listed()}
 
 
 def run_steps(trainer: pl.Trainer) -> tuple[int, int]:
