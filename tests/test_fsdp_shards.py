@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,15 +69,31 @@ dist.destroy_process_group()
 """
 
 
-def _torchrun(tmp_path: Path, script: str, *args: str) -> None:
-    """Runs ``script`` in two processes; fails with their stderr if one fails."""
-    path = tmp_path / "two_ranks.py"
+# Python's arguments that start a script in two processes.
+_TWO_RANKS = ["-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone"]
+
+
+def _run_script(
+    tmp_path: Path,
+    script: str,
+    *args: str,
+    launcher: Sequence[str] = _TWO_RANKS,
+    timeout: float = 300,
+) -> subprocess.CompletedProcess[str]:
+    """Writes ``script`` into ``tmp_path`` and runs it with ``python *launcher``,
+    one thread per process; fails with the stderr if it fails."""
+    path = tmp_path / "script.py"
     path.write_text(textwrap.dedent(script))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
-    command += ["--standalone", str(path), *args]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run(
+        [sys.executable, *launcher, str(path), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=timeout,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
+    return done
 
 
 @pytest.mark.slow
@@ -85,7 +102,7 @@ def test_create_optimizer__recorded_dims_keep_weight_decay_on_fsdp_shards(
     tmp_path: Path, layer_decay: str
 ) -> None:
     out = tmp_path / "groups.json"
-    _torchrun(tmp_path, _SCRIPT, str(out), layer_decay)
+    _run_script(tmp_path, _SCRIPT, str(out), layer_decay)
     result: dict[str, Any] = json.loads(out.read_text())
     # The premise: FSDP hands the optimiser flat 1-D shards, and without the
     # recorded dims the weight matrices lose their weight decay.
@@ -218,7 +235,8 @@ def test_reconstruction_images__fsdp_sharded_method_draws_the_same_png(
     tmp_path: Path, tiny_timm_kwargs: Any
 ) -> None:
     name, kwargs = tiny_timm_kwargs("vit", img_size=32, in_chans=1)
-    _torchrun(tmp_path, _RECONSTRUCTION_SCRIPT, str(tmp_path), name, json.dumps(kwargs))
+    args = [str(tmp_path), name, json.dumps(kwargs)]
+    _run_script(tmp_path, _RECONSTRUCTION_SCRIPT, *args)
     plain, sharded = tmp_path / "plain.png", tmp_path / "sharded.png"
     assert plain.stat().st_size > 0
     assert sharded.read_bytes() == plain.read_bytes()
@@ -263,17 +281,8 @@ _FSDP_CPU = ["trainer.strategy=fsdp", "trainer.devices=2", "trainer.accelerator=
 
 
 def _cpu_fsdp_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    script = tmp_path / "cpu_fsdp_cli.py"
-    script.write_text(textwrap.dedent(_CPU_FSDP_CLI))
-    done = subprocess.run(
-        [sys.executable, str(script), *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done
+    """``lightly-simmim ARGS`` under the CPU FSDP strategy (Lightning starts rank 1)."""
+    return _run_script(tmp_path, _CPU_FSDP_CLI, *args, launcher=(), timeout=600)
 
 
 @pytest.mark.slow
