@@ -33,6 +33,10 @@ from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch import Tensor, nn
 
 from lightly_simmim.atomic import atomic_write, remove_stale_temporaries
+from lightly_simmim.torch_load import (
+    UNREADABLE_CHECKPOINT_ERRORS,
+    load_error_detail,
+)
 
 if TYPE_CHECKING:
     from torch.serialization import MAP_LOCATION
@@ -92,23 +96,31 @@ def load_checkpoint(
             path, map_location=map_location, weights_only=True, mmap=mmap
         )
     except pickle.UnpicklingError as error:
+        if not zipfile.is_zipfile(path):
+            # Not what torch.save writes: bytes that only start like a pickle.
+            raise _unreadable(path, error) from error
         raise CheckpointError(
             f"Checkpoint {str(path)!r} holds Python objects other than tensors and "
             "primitive types; it is not loaded, because unpickling them could run "
             f"arbitrary code. ({str(error).splitlines()[0]})"
         ) from error
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
-        raise CheckpointError(
-            f"Checkpoint {str(path)!r} cannot be read ({type(error).__name__}: "
-            f"{str(error).splitlines()[0] if str(error) else 'no detail'}); it is "
-            f"truncated or corrupt.{_intact_alternative(path)}"
-        ) from error
+    except UNREADABLE_CHECKPOINT_ERRORS as error:
+        raise _unreadable(path, error) from error
     if not isinstance(loaded, dict):
         raise CheckpointError(
             f"Checkpoint {str(path)!r} holds a {type(loaded).__name__}, expected a "
             "dictionary."
         )
     return loaded
+
+
+def _unreadable(path: Path, error: Exception) -> CheckpointError:
+    """The error for a file torch cannot read, with an intact alternative."""
+    return CheckpointError(
+        f"Checkpoint {str(path)!r} cannot be read ({load_error_detail(error)}); "
+        f"it is truncated, corrupt or not a PyTorch checkpoint."
+        f"{_intact_alternative(path)}"
+    )
 
 
 def _intact_alternative(broken: Path) -> str:

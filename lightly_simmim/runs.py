@@ -310,10 +310,13 @@ def checked_run_folder(
     return folder, last
 
 
-def resume_point(checkpoint: Path, folder: Path) -> tuple[str, dict[str, Tensor]]:
-    """Checks that ``checkpoint`` holds a training state of this package, before
-    anything else is built (check the weights against the model with
-    :func:`~lightly_simmim.checkpoints.check_weights_fit` once it is).
+def resume_point(
+    checkpoint: Path, folder: Path, config: Config
+) -> tuple[str, dict[str, Tensor]]:
+    """Checks that ``checkpoint`` holds a training state of this package that
+    ``config`` can continue, before anything else is built or written (check the
+    weights against the model with :func:`~lightly_simmim.checkpoints.check_weights_fit`
+    once it is).
 
     Lightning loads through our weights-only CheckpointIO, except in strategies with
     their own loader (FSDP reads single-file checkpoints with a plain unpickler):
@@ -326,6 +329,8 @@ def resume_point(checkpoint: Path, folder: Path) -> tuple[str, dict[str, Tensor]
     Raises:
         CheckpointError: The file is corrupt, not a checkpoint of this package, or
             converted weights without a training state.
+        ConfigError: ``config`` ends the run before the checkpoint's epoch or step
+            (``trainer.epochs`` / ``trainer.max_steps`` lowered below it).
     """
     loaded = load_checkpoint(checkpoint, mmap=True)
     if CONVERTED_KEY in loaded:
@@ -337,7 +342,39 @@ def resume_point(checkpoint: Path, folder: Path) -> tuple[str, dict[str, Tensor]
             "data.root=...`."
         )
     where = f"step {loaded.get('global_step', '?')}, epoch {loaded.get('epoch', '?')}"
+    _check_not_past_end(loaded, checkpoint, config)
     return where, model_weights(loaded, checkpoint)
+
+
+def _check_not_past_end(
+    loaded: Mapping[str, object], checkpoint: Path, config: Config
+) -> None:
+    """Refuses a resume whose run ends before the checkpoint's epoch or step.
+
+    Lightning refuses a checkpoint of a later epoch than ``max_epochs`` only once
+    training starts (after the run folder's config.yaml is rewritten), and silently
+    trains nothing for one of a later step than ``max_steps``; the weights would
+    then have trained longer than the config says.
+    """
+    epoch, step = loaded.get("epoch"), loaded.get("global_step")
+    trainer = config.trainer
+    if isinstance(epoch, int) and trainer.epochs <= epoch:
+        raise ConfigError(
+            f"{str(checkpoint)!r} was saved in epoch {epoch + 1} (step {step}), but "
+            f"this resume ends the run after epoch {trainer.epochs} "
+            f"(trainer.epochs={trainer.epochs}). A resume can lengthen a run, not "
+            f"undo training: resume with trainer.epochs of at least {epoch + 1} "
+            "(without --set trainer.epochs=..., the run folder's config.yaml keeps "
+            "its own)."
+        )
+    max_steps = trainer.max_steps
+    if isinstance(step, int) and max_steps is not None and max_steps < step:
+        raise ConfigError(
+            f"{str(checkpoint)!r} was saved at step {step}, but this resume ends the "
+            f"run at step {max_steps} (trainer.max_steps={max_steps}). A resume can "
+            f"lengthen a run, not undo training: resume with trainer.max_steps of "
+            f"at least {step}, or null."
+        )
 
 
 def load_initial_weights(method: PretrainMethod, source: str) -> None:

@@ -318,7 +318,7 @@ def pretrain(
     weights: dict[str, torch.Tensor] = {}
     if resume:  # refused changes and checkpoints fail here, before anything else
         changes = resume_changes(load_config(folder / "config.yaml"), config)
-        where, weights = resume_point(last, folder)
+        where, weights = resume_point(last, folder, config)
     method_settings(config)  # an unknown method or option fails here, at once
     pl.seed_everything(config.seed, workers=True, verbose=False)
     splits = dataset_splits(config)

@@ -175,7 +175,10 @@ def build_trainer(
             # Validation (if any) only reports; no sanity run needed.
             num_sanity_val_steps=0,
         )
-    except (MisconfigurationException, TypeError, ValueError) as error:
+    # ImportError: an accelerator or strategy whose package is not installed
+    # (tpu needs torch_xla, deepspeed its own package); Lightning's message says
+    # what to install.
+    except (MisconfigurationException, TypeError, ValueError, ImportError) as error:
         raise ConfigError(
             f"Lightning rejects the trainer settings (trainer.accelerator="
             f"{config.accelerator!r}, devices={config.devices!r}, num_nodes="

@@ -39,8 +39,33 @@ def test_load_checkpoint__truncated_file_is_a_clear_error(tmp_path: Path) -> Non
     torch.save({"w": torch.zeros(1000)}, buffer)
     path = tmp_path / "cut.ckpt"
     path.write_bytes(buffer.getvalue()[:1000])
-    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+    with pytest.raises(
+        CheckpointError, match="truncated, corrupt or not a PyTorch checkpoint"
+    ):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"hello\n",  # 'h' is a pickle opcode: the weights-only unpickler's KeyError
+        b"foo bar baz",  # an UnpicklingError, but not a zip of pickled objects
+        b"PK",  # the first bytes of a zip archive, nothing more
+        "épaisseur".encode("latin-1"),
+    ],
+    ids=["keyerror", "unpickling", "zip-magic", "latin-1"],
+)
+def test_load_checkpoint__a_file_that_is_no_checkpoint_is_a_clear_error(
+    tmp_path: Path, content: bytes
+) -> None:
+    path = tmp_path / "last.ckpt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path)
+    message = str(caught.value)
+    assert "cannot be read" in message
+    assert "not a PyTorch checkpoint" in message
+    assert "arbitrary code" not in message  # that is for pickled objects
 
 
 def test_atomic_checkpoint_io__round_trip_leaves_only_the_file(tmp_path: Path) -> None:

@@ -333,7 +333,70 @@ def test_truncated_last_checkpoint__offers_the_intact_epoch_file(
     last.write_bytes(last.read_bytes()[:1000])
     err = assert_user_error(run_cli("evaluate", str(folder)), 2)
     intact = folder / "checkpoints" / "epoch=001.ckpt"
-    assert "truncated or corrupt" in err and f"--resume {intact}" in err
+    assert (
+        "truncated, corrupt or not a PyTorch checkpoint" in err
+        and f"--resume {intact}" in err
+    )
     resumed = run_cli("pretrain", "--resume", str(intact), "--set", "trainer.epochs=3")
     assert resumed.returncode == 0, resumed.stderr
     assert "from epoch=001.ckpt" in resumed.stdout
+
+
+# ---------------------------------------- found by a hostile-input audit (2026-11-26)
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("encoder.kwargs.dept=2", "unexpected keyword argument 'dept'"),
+        ("trainer.accelerator=tpu", "torch_xla"),
+    ],
+    ids=["timm-rejects-a-kwarg", "accelerator-without-its-package"],
+)
+def test_pretrain__settings_a_dependency_rejects_are_one_line_errors(
+    run_cli: Cli,
+    pretrain_args: Callable[..., list[str]],
+    assert_user_error: Callable[..., str],
+    tmp_path: Path,
+    override: str,
+    expected: str,
+) -> None:
+    err = assert_user_error(run_cli(*pretrain_args(override)), 2)
+    assert expected in err
+    assert not (tmp_path / "runs").exists()  # nothing was written
+
+
+def test_resume__ending_before_the_checkpoint_is_refused_and_the_folder_untouched(
+    run_cli: Cli, run: Callable[..., Path], assert_user_error: Callable[..., str]
+) -> None:
+    folder = run()  # 2 epochs: last.ckpt was saved in epoch 2, at step 4
+    before = _snapshot(folder)
+    for override, expected in [
+        ("trainer.epochs=1", "resume with trainer.epochs of at least 2"),
+        ("trainer.max_steps=3", "resume with trainer.max_steps of at least 4"),
+    ]:
+        result = run_cli("pretrain", "--resume", str(folder), "--set", override)
+        err = assert_user_error(result, 2)
+        assert expected in err, (override, err)
+        assert _snapshot(folder) == before  # config.yaml included
+    # The folder still resumes with its own length (Lightning used to refuse it
+    # from then on: config.yaml had been rewritten before the refusal).
+    resumed = run_cli("pretrain", "--resume", str(folder))
+    assert resumed.returncode == 0, resumed.stderr
+
+
+def test_text_file_as_checkpoint__evaluate_export_init_from_refuse_it(
+    run_cli: Cli,
+    run: Callable[..., Path],
+    pretrain_args: Callable[..., list[str]],
+    assert_user_error: Callable[..., str],
+) -> None:
+    folder = run()
+    (folder / "checkpoints" / "last.ckpt").write_text("hello\n")
+    for args in [
+        ("evaluate", str(folder)),
+        ("export", str(folder)),
+        (*pretrain_args("name=from-text"), "--init-from", str(folder)),
+    ]:
+        err = assert_user_error(run_cli(*args), 2)
+        assert "cannot be read" in err and "not a PyTorch checkpoint" in err, args

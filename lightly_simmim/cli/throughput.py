@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from lightly_simmim.cli.common import (
     DEFAULT_CONFIG,
+    EXIT_USAGE,
     HELP_FORMATTER,
     Subparsers,
     add_overrides,
@@ -189,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
         args: The arguments of :func:`add_parser`.
 
     Returns:
-        0.
+        0, or 2 when no requested row could be measured (the table's notes say why).
 
     Raises:
         ValueError: A bad target, override, precision or device.
@@ -218,4 +220,13 @@ def run(args: argparse.Namespace) -> int:
         text = json.dumps(report.to_dict(), indent=2) + "\n"
         path = atomic_write(args.json, text.encode("utf-8"))
         print(f"\nwrote {path}", flush=True)
+    if all(row.absent is not None for row in report.rows):
+        # A table without a number is a failed measurement, not a result.
+        print(
+            "lightly-simmim throughput: error: no requested row could be measured; "
+            "the notes above give each row's reason.",
+            file=sys.stderr,
+            flush=True,
+        )
+        return EXIT_USAGE
     return 0

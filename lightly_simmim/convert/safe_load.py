@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -33,6 +32,10 @@ from torch import Tensor
 
 from lightly_simmim.convert.detect import detect_family
 from lightly_simmim.convert.errors import OfficialCheckpointError, name_keys
+from lightly_simmim.torch_load import (
+    UNREADABLE_CHECKPOINT_ERRORS,
+    load_error_detail,
+)
 
 __all__ = ["CheckpointKind", "OfficialCheckpoint", "read_official_checkpoint"]
 
@@ -141,20 +144,15 @@ def _load_inert(path: Path) -> object:
             f"{path} was not loaded: it pickles {refused[1]}, which torch never "
             f"unpickles (nothing from the file was run)."
         ) from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as error:
+    except UNREADABLE_CHECKPOINT_ERRORS as error:
         raise _unreadable(path, error) from None
 
 
 def _unreadable(path: Path, error: Exception) -> OfficialCheckpointError:
     """The one-line error for a file torch cannot read, with torch's own reason."""
-    text = str(error)
-    # torch wraps the unpickler's reason in advice to load unsafely; keep the reason.
-    reason = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
-    lines = text.strip().splitlines()
-    detail = reason[1] if reason else (lines[0] if lines else "")
     return OfficialCheckpointError(
         f"{path} is not an official SimMIM checkpoint: torch.load cannot read it "
-        f"({type(error).__name__}: {detail.strip()})."
+        f"({load_error_detail(error)})."
     )
 
 

@@ -4,6 +4,7 @@ from lightly_simmim.encoders.base import MaskedEncoder, TimmMaskedEncoder
 from lightly_simmim.encoders.beit import SIMMIM_VIT_KWARGS, BEiTEncoder, simmim_vit
 from lightly_simmim.encoders.convnext import ConvNeXtEncoder
 from lightly_simmim.encoders.factory import (
+    EncoderBuildError,
     TimmKwargs,
     adapter_for,
     create_timm_model,
@@ -17,6 +18,7 @@ __all__ = [
     "SIMMIM_VIT_KWARGS",
     "BEiTEncoder",
     "ConvNeXtEncoder",
+    "EncoderBuildError",
     "MaskedEncoder",
     "SwinEncoder",
     "SwinV2Encoder",

@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-import timm
 import torch
 import torch.utils.checkpoint
 from timm.models.beit import Beit
@@ -29,7 +28,7 @@ from lightly_simmim.encoders.base import (
     prepare_timm_model,
     square_size,
 )
-from lightly_simmim.encoders.factory import TimmKwargs
+from lightly_simmim.encoders.factory import TimmKwargs, create_timm_model
 
 SIMMIM_VIT_KWARGS: Mapping[str, object] = MappingProxyType(
     {
@@ -153,5 +152,4 @@ def simmim_vit(name: str = "beit_base_patch16_224", **kwargs: object) -> BEiTEnc
         A randomly initialised :class:`BEiTEncoder` without classifier.
     """
     arguments: TimmKwargs = {**SIMMIM_VIT_KWARGS, **kwargs}
-    model = timm.create_model(name, pretrained=False, num_classes=0, **arguments)
-    return BEiTEncoder(model)
+    return BEiTEncoder(create_timm_model(name, **arguments))

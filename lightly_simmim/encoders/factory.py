@@ -81,6 +81,25 @@ def resolve_timm_name(name: str) -> tuple[str, dict[str, int]]:
     )
 
 
+class EncoderBuildError(ValueError):
+    """timm could not build an encoder from a name and keyword arguments."""
+
+
+# timm's model constructors check their arguments with asserts and plain arithmetic,
+# so a bad keyword argument surfaces as any of these (an unknown keyword is a
+# TypeError, embed_dim=130 with 3 heads an AssertionError, num_heads=0 a
+# ZeroDivisionError, img_size=[32] an IndexError). Raised while building a model from
+# the user's arguments, each means those arguments, not a bug of this package.
+_CONSTRUCTOR_ERRORS: tuple[type[Exception], ...] = (
+    TypeError,
+    ValueError,
+    AssertionError,
+    ArithmeticError,
+    LookupError,
+    RuntimeError,
+)
+
+
 def create_timm_model(
     name: str, *, pretrained: bool = False, **kwargs: object
 ) -> nn.Module:
@@ -100,6 +119,8 @@ def create_timm_model(
     Raises:
         ValueError: If the name is unknown, or ``kwargs`` contradict the sizes in a
             derived name.
+        EncoderBuildError: timm's constructor rejects ``kwargs`` (the message
+            names them and timm's reason).
     """
     base, overrides = resolve_timm_name(name)
     for key, value in overrides.items():
@@ -114,7 +135,16 @@ def create_timm_model(
             f"pretrained weights for it. Use pretrained=False."
         )
     arguments: TimmKwargs = {"num_classes": 0, **overrides, **kwargs}
-    model: nn.Module = timm.create_model(base, pretrained=pretrained, **arguments)
+    try:
+        model: nn.Module = timm.create_model(base, pretrained=pretrained, **arguments)
+    except _CONSTRUCTOR_ERRORS as error:
+        raise EncoderBuildError(
+            f"timm cannot build {base!r} with the keyword arguments {kwargs}: "
+            f"{type(error).__name__}: {error}. Check them against the model's "
+            f"constructor (encoder.kwargs in a run config, the KEY=VALUE part of an "
+            f"encoder spec): a misspelt or foreign name (img_size for a ConvNet), a "
+            f"value of the wrong type, or sizes that do not fit together."
+        ) from error
     return model
 
 

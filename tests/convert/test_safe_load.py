@@ -124,11 +124,13 @@ def test_read_official_checkpoint__system_call_payload_is_refused(
     ("content", "expected"),
     [
         (b"not a checkpoint at all", "torch.load cannot read it"),
+        # 'h' is a pickle opcode: torch's weights-only unpickler fails with KeyError.
+        (b"hello\n", "torch.load cannot read it (KeyError"),
         (None, "no 'model' state dict (it looks like a PyTorch Lightning"),
         ([1, 2, 3], "it holds a list"),
         ({"model": {"fc.weight": torch.zeros(2, 2)}}, "not an official ViT, Swin"),
     ],
-    ids=["bytes", "lightning", "list", "resnet-like"],
+    ids=["bytes", "text-keyerror", "lightning", "list", "resnet-like"],
 )
 def test_read_official_checkpoint__not_official_is_one_line(
     tmp_path: Path, content: object, expected: str

@@ -19,6 +19,7 @@ from lightly_simmim import registry
 from lightly_simmim.encoders import (
     BEiTEncoder,
     ConvNeXtEncoder,
+    EncoderBuildError,
     MaskedEncoder,
     SwinEncoder,
     SwinV2Encoder,
@@ -363,6 +364,43 @@ def test_from_timm__unknown_name_raises() -> None:
         from_timm("not_a_model_7")
     with pytest.raises(ValueError, match="no_such_family_patch4_window6_192"):
         resolve_timm_name("no_such_family_patch4_window6_192")
+
+
+_TINY_VIT = {"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 1}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "cause", "reason"),
+    [
+        ({"dept": 2}, TypeError, "unexpected keyword argument 'dept'"),
+        ({"depth": "abc"}, TypeError, "unsupported operand"),
+        ({"num_heads": 5}, AssertionError, "divisible by num_heads"),
+        ({"num_heads": 0}, ZeroDivisionError, "modulo by zero"),
+        ({"img_size": [32]}, IndexError, "out of range"),
+        ({"global_pool": "bogus"}, AssertionError, "pooling"),
+    ],
+    ids=[
+        "misspelt",
+        "wrong-type",
+        "heads-do-not-divide",
+        "zero-heads",
+        "short-size",
+        "unknown-pool",
+    ],
+)
+def test_from_timm__arguments_timm_rejects_raise_one_error(
+    kwargs: dict[str, Any], cause: type[Exception], reason: str
+) -> None:
+    """Whatever timm's constructor raises for the user's arguments becomes one
+    EncoderBuildError (a ValueError: a usage error for the CLI) naming them."""
+    arguments = {**_TINY_VIT, **kwargs}
+    with pytest.raises(EncoderBuildError) as caught:
+        from_timm("vit_tiny_patch16_224", **arguments)
+    message = str(caught.value)
+    assert "timm cannot build 'vit_tiny_patch16_224'" in message
+    assert repr(arguments) in message and reason in message
+    assert isinstance(caught.value, ValueError)
+    assert isinstance(caught.value.__cause__, cause)
 
 
 def test_from_timm__conflicting_size_kwarg_raises() -> None:

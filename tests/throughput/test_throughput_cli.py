@@ -67,3 +67,19 @@ def test_cli_throughput__bad_target_is_a_one_line_user_error(
     err = capsys.readouterr().err
     assert err.startswith("lightly-simmim throughput: error: ")
     assert "encoder spec" in err and "Traceback" not in err
+
+
+def test_cli_throughput__no_row_measured_exits_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A table of absent rows is a failed measurement: exit 2, each reason shown."""
+    spec = TINY_SPEC.replace("depth=1", "dept=1")  # timm rejects the keyword
+    options = ["--device", "cpu", "--batch-size", "4", "--precision", "32"]
+    options += ["--rows", "simmim", "--repeats", "1", "--warmup", "1", "--steps", "1"]
+    status = main(["throughput", spec, *options])
+    assert status == 2
+    captured = capsys.readouterr()
+    assert "| simmim | absent (see notes) |" in captured.out
+    assert "unexpected keyword argument 'dept'" in captured.out
+    assert "error: no requested row could be measured" in captured.err
+    assert "Traceback" not in captured.err
