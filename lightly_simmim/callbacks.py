@@ -22,7 +22,11 @@ from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from torch import Tensor
 from torch.distributed.fsdp import FullyShardedDataParallel
 
-from lightly_simmim.checkpoints import CHECKPOINT_DIR, LAST_CHECKPOINT
+from lightly_simmim.checkpoints import (
+    CHECKPOINT_DIR,
+    LAST_CHECKPOINT,
+    set_aside_diverged,
+)
 from lightly_simmim.data import ImageDataset
 from lightly_simmim.methods import Method, PretrainMethod
 from lightly_simmim.visualize import save_reconstruction_grid
@@ -115,21 +119,27 @@ class StopOnNonFiniteLoss(Callback):
     nothing, and on accelerators every ``every_n_steps`` steps and at the end of
     every epoch, so the GPU is not stalled once per step. The check runs before the
     checkpoint callbacks (Lightning runs those last), and ``every_n_steps`` should
-    divide the checkpoint interval, so no checkpoint with diverged weights is
-    written: ``last.ckpt`` stays the last good one. With several processes the
-    decision is reduced over all ranks, so every rank stops together instead of the
-    others hanging in the next all-reduce.
+    divide the checkpoint interval, so no checkpoint is written after a non-finite
+    loss was seen. A loss is computed before its step's update, though, so weights
+    that one update blew up are saved before their loss shows it: on stopping, the
+    checkpoints of the steps the flag covers are set aside and ``last.ckpt`` becomes
+    the newest one before them (:func:`~lightly_simmim.checkpoints.set_aside_diverged`).
+    With several processes the decision is reduced over all ranks, so every rank
+    stops together instead of the others hanging in the next all-reduce.
 
     Args:
         every_n_steps: Read the flag every this many steps on accelerators.
+        checkpoints: The run's checkpoints folder, where the diverged checkpoints
+            are set aside; None leaves checkpoints alone.
 
     Raises:
         NonFiniteLossError: With the steps, epoch, loss and remedies in the message.
     """
 
-    def __init__(self, every_n_steps: int = 1) -> None:
+    def __init__(self, every_n_steps: int = 1, checkpoints: Path | None = None) -> None:
         super().__init__()
         self.every_n_steps = max(1, every_n_steps)
+        self.checkpoints = checkpoints
         self._bad: Tensor | None = None
         self._since = 0  # first step the flag covers
 
@@ -179,13 +189,16 @@ class StopOnNonFiniteLoss(Callback):
             if flagged
             else "the loss of another process is NaN or infinite"
         )
+        checkpoints = ""
+        if self.checkpoints is not None and trainer.is_global_zero:
+            # The weights of step `since` on gave the non-finite loss.
+            checkpoints = set_aside_diverged(self.checkpoints, since)
         raise NonFiniteLossError(
             f"Training stopped: {what} {where}. Try a lower learning rate "
             "(--set optim.base_lr=...), full precision (--set trainer.precision=32), "
             "gradient clipping (--set optim.clip_grad=1.0) or a longer warmup "
-            "(--set schedule.warmup_epochs=...), in a new run (--set name=...). "
-            f"The run folder's {CHECKPOINT_DIR}/{LAST_CHECKPOINT}, if any, is the "
-            "last checkpoint before the divergence."
+            "(--set schedule.warmup_epochs=...), in a new run (--set name=...)."
+            + checkpoints
         )
 
 

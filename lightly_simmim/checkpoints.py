@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CHECKPOINT_DIR",
     "CONVERTED_KEY",
+    "DIVERGED_DIR",
     "LAST_CHECKPOINT",
     "AtomicCheckpointIO",
     "CheckpointError",
@@ -52,12 +53,15 @@ __all__ = [
     "load_checkpoint",
     "model_weights",
     "remove_stale_temporaries",
+    "set_aside_diverged",
 ]
 
 #: Sub-folder of a run folder that holds the checkpoints.
 CHECKPOINT_DIR = "checkpoints"
 #: File name of the newest checkpoint (refreshed every epoch and every N steps).
 LAST_CHECKPOINT = "last.ckpt"
+#: Sub-folder of the checkpoints folder for checkpoints of diverged weights.
+DIVERGED_DIR = "diverged"
 #: Marks a checkpoint converted from an official SimMIM file
 #: (``lightly-simmim convert --to run``): model weights only, nothing to resume.
 CONVERTED_KEY = "lightly_simmim_converted_from"
@@ -141,6 +145,69 @@ def _intact_alternative(broken: Path) -> str:
             f"{broken.name}."
         )
     return ""
+
+
+def set_aside_diverged(folder: Path, first_bad_step: int) -> str:
+    """Moves checkpoints of weights whose loss was not finite out of the way.
+
+    A step's loss is computed before its update, so a loss check learns that an
+    update blew the weights up only at the next step, after a checkpoint of those
+    weights may have been written (every N steps, or at an epoch's end): every
+    checkpoint of ``global_step >= first_bad_step`` holds weights that gave a NaN or
+    infinite loss (or were trained from them). Each moves into ``folder/diverged/``
+    as ``<name>-step=<step>.ckpt`` (kept, never deleted), and ``last.ckpt``, if it
+    was one of them, becomes a copy of the newest checkpoint left, so ``--resume``,
+    ``evaluate`` and ``export`` continue from the last weights with a finite loss.
+
+    Args:
+        folder: A run's checkpoints folder.
+        first_bad_step: The first global step whose weights gave a non-finite loss.
+
+    Returns:
+        Sentences for the error message: what was moved and what ``last.ckpt`` is.
+    """
+    steps: dict[Path, int] = {}
+    for path in sorted(folder.glob("*.ckpt")) if folder.is_dir() else []:
+        try:
+            step = load_checkpoint(path, mmap=True).get("global_step")
+        except (CheckpointError, FileNotFoundError):
+            continue  # not ours to judge: leave it where it is
+        if isinstance(step, int):
+            steps[path] = step
+    last = folder / LAST_CHECKPOINT
+    bad = [path for path, step in steps.items() if step >= first_bad_step]
+    if not bad:
+        if last in steps:
+            return (
+                f" {CHECKPOINT_DIR}/{LAST_CHECKPOINT} (step {steps[last]}) is the last "
+                "checkpoint before the divergence."
+            )
+        return " No checkpoint was written before it."
+    aside = folder / DIVERGED_DIR
+    aside.mkdir(exist_ok=True)
+    moved = []
+    for path in bad:
+        # The step in the name: a second divergence of a resumed run keeps the first.
+        target = aside / f"{path.stem}-step={steps[path]}{path.suffix}"
+        os.replace(path, target)
+        moved.append(target.name)
+    text = (
+        f" The checkpoints written from step {first_bad_step} on hold weights whose "
+        f"loss was not finite: set aside in {aside} ({', '.join(moved)})."
+    )
+    if last not in bad:
+        return text
+    good = {path: step for path, step in steps.items() if path not in bad}
+    if not good:
+        return text + " No checkpoint from before the divergence is left."
+    newest = max(good, key=lambda path: good[path])
+    atomic_write(last, newest.read_bytes())
+    return text + (
+        f" {CHECKPOINT_DIR}/{LAST_CHECKPOINT} is now a copy of {newest.name} (step "
+        f"{good[newest]}), the newest checkpoint before the divergence: resume "
+        f"from it with a lower rate (`lightly-simmim pretrain --resume {folder.parent} "
+        "--set optim.base_lr=...`)."
+    )
 
 
 def model_weights(

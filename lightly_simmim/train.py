@@ -108,7 +108,7 @@ def _callbacks(
         trainer.log_every_n_steps, trainer.checkpoint_every_n_steps or 0
     )
     return [
-        StopOnNonFiniteLoss(check_every),
+        StopOnNonFiniteLoss(check_every, folder / CHECKPOINT_DIR),
         RunSummary(folder),
         images,
         *checkpoint_callbacks(

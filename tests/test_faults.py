@@ -400,3 +400,41 @@ def test_text_file_as_checkpoint__evaluate_export_init_from_refuse_it(
     ]:
         err = assert_user_error(run_cli(*args), 2)
         assert "cannot be read" in err and "not a PyTorch checkpoint" in err, args
+
+
+def test_nan_loss__checkpoints_of_the_blown_up_weights_are_set_aside(
+    run_cli: Cli, run: Callable[..., Path]
+) -> None:
+    """The loss that shows a divergence is computed one update after the weights blew
+    up, and a checkpoint of those weights may be written in between: it is moved to
+    checkpoints/diverged/ and last.ckpt is again the last weights with a finite loss
+    (it used to hold weights of 1e28, and evaluate / export took them silently)."""
+    folder = run()  # 2 epochs of 2 steps: epoch=001.ckpt and last.ckpt at step 4
+    checkpoints = folder / "checkpoints"
+    good = (checkpoints / "epoch=001.ckpt").read_bytes()
+    result = run_cli(
+        "pretrain",
+        "--resume",
+        str(folder),
+        "--set",
+        "trainer.epochs=3",
+        "optim.base_lr=1e30",  # step 5's update blows the weights up
+        "schedule.warmup_epochs=0",
+        "trainer.checkpoint_every_n_steps=1",  # ... and step 5 is saved
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "the loss is NaN or infinite at optimizer step 6" in result.stderr
+    assert "last.ckpt is now a copy of epoch=001.ckpt (step 4)" in result.stderr
+    assert (checkpoints / "last.ckpt").read_bytes() == good
+    assert [p.name for p in (checkpoints / "diverged").iterdir()] == [
+        "last-step=5.ckpt"
+    ]
+    # The folder continues from the good weights.
+    assert f"--resume {folder} --set optim.base_lr=" in result.stderr
+    # The folder continues from the good weights, at the run's own rate.
+    resumed = run_cli(
+        "pretrain", "--resume", str(folder), "--set", "optim.base_lr=0.002"
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "from last.ckpt (step 4, epoch 1)" in resumed.stdout
