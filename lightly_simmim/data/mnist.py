@@ -18,6 +18,7 @@ import zlib
 from pathlib import Path
 from typing import Final
 
+import torch
 from torchvision import datasets as tv_datasets
 from torchvision.datasets.utils import extract_archive
 
@@ -30,6 +31,7 @@ from lightly_simmim.data.builder import (
     Transform,
 )
 from lightly_simmim.data.errors import DatasetNotFoundError, IDXFormatError
+from lightly_simmim.data.idx import read_idx
 
 __all__ = ["IDX_FILES", "fashion_mnist", "mnist"]
 
@@ -62,9 +64,60 @@ def _decompress_into(archive: Path, raw: Path) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=raw))
     try:
         extracted = Path(extract_archive(str(archive), str(tmp)))
+        # Checked before it is kept: a broken copy would be read on every later run,
+        # even after the .gz is replaced with a good one.
+        read_idx(extracted, name=str(archive))
         os.replace(extracted, raw / extracted.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _archive_of(file: str, root: Path, raw: Path) -> Path | None:
+    """The ``.gz`` a decompressed IDX file comes from, if one is there."""
+    return next(
+        (a for a in (raw / f"{file}.gz", root / f"{file}.gz") if a.is_file()), None
+    )
+
+
+def _diagnose(name: str, root: Path, raw: Path) -> IDXFormatError | None:
+    """The file of ``raw`` torchvision could not use, and why (None: all valid).
+
+    torchvision validates by assert and reshape, so its errors name no file; each
+    file is read here with the package's own IDX reader instead.
+    """
+    shapes: dict[str, tuple[int, ...]] = {}
+    for file in IDX_FILES:
+        path = raw / file
+        archive = _archive_of(file, root, raw)
+        source = (
+            ""
+            if archive is None
+            else f" It was decompressed from {str(archive)!r}: delete it, and it is "
+            "decompressed again on the next run."
+        )
+        try:
+            values = read_idx(path)
+        except OSError:
+            return None  # missing: torchvision's own message says so
+        except IDXFormatError as err:
+            return IDXFormatError(f"{name}: {err} Replace the file.{source}")
+        if values.dtype != torch.uint8:
+            return IDXFormatError(
+                f"{name}: {str(path)!r} holds {values.dtype} values; the published "
+                f"files hold uint8 (IDX type 0x08). Replace the file.{source}"
+            )
+        shapes[file] = tuple(values.shape)
+    for split in ("train", "t10k"):
+        images = shapes[f"{split}-images-idx3-ubyte"]
+        labels = shapes[f"{split}-labels-idx1-ubyte"]
+        if len(images) != 3 or len(labels) != 1 or images[0] != labels[0]:
+            return IDXFormatError(
+                f"{name}: {str(raw)!r} holds {split}-images-idx3-ubyte of shape "
+                f"{images} and {split}-labels-idx1-ubyte of shape {labels}; expected "
+                "(N, H, W) images and (N,) labels of the same N. Replace the two "
+                "files with a matching pair."
+            )
+    return None
 
 
 def _prepare_raw(name: str, folder: str, root: Path, download: bool) -> Path:
@@ -81,13 +134,17 @@ def _prepare_raw(name: str, folder: str, root: Path, download: bool) -> Path:
     raw = root / folder / "raw"
     to_decompress: list[Path] = []
     missing: list[str] = []
+    refresh: set[Path] = set()
     for file in IDX_FILES:
-        if (raw / file).is_file():
-            continue
-        for archive in (raw / f"{file}.gz", root / f"{file}.gz"):
-            if archive.is_file():
+        archive = _archive_of(file, root, raw)
+        target = raw / file
+        if target.is_file():
+            # A .gz newer than its decompressed copy was replaced: decompress again.
+            if archive is not None and archive.stat().st_mtime > target.stat().st_mtime:
                 to_decompress.append(archive)
-                break
+                refresh.add(archive)
+        elif archive is not None:
+            to_decompress.append(archive)
         else:
             missing.append(file)
     if missing and not download:
@@ -100,12 +157,18 @@ def _prepare_raw(name: str, folder: str, root: Path, download: bool) -> Path:
     for archive in to_decompress:
         try:
             _decompress_into(archive, raw)
+        except IDXFormatError as err:  # decompressed, but not a valid IDX file
+            raise IDXFormatError(
+                f"{name}: {err} Replace it (nothing was decompressed from it)."
+            ) from err
         except (EOFError, zlib.error, gzip.BadGzipFile) as err:
             raise IDXFormatError(
                 f"{name}: cannot decompress {str(archive)!r} ({type(err).__name__}: "
                 f"{err}); the file is probably truncated, replace it."
             ) from err
         except OSError as err:
+            if archive in refresh:
+                continue  # a read-only root: keep the copy already there
             raise DatasetNotFoundError(
                 f"{name}: found {str(archive)!r} but cannot decompress it into "
                 f"{str(raw)!r} ({err}); torchvision reads only decompressed files. "
@@ -143,22 +206,34 @@ class _IDXRootBuilder:
         root = require_root(self.name, root, _layout(folder), downloadable=True)
         raw = _prepare_raw(self.name, folder, root, options.download)
         try:
-            dataset: LabelledDataset = self.cls(
+            dataset = self.cls(
                 root=str(root),
                 train=split == "train",
                 transform=transform,
                 download=options.download,
             )
-        except RuntimeError as err:  # torchvision's "Dataset not found", downloads
-            raise DatasetNotFoundError(
-                f"{self.name}: {err} (root {str(root)!r})."
-            ) from err
-        except AssertionError as err:  # torchvision's IDX reader validates by assert
+        except (RuntimeError, AssertionError, TypeError) as err:
+            # torchvision's reader validates by assert, dtype (TypeError) and reshape
+            # (RuntimeError), naming no file; "Dataset not found" and downloads are
+            # RuntimeErrors too.
+            diagnosis = _diagnose(self.name, root, raw)
+            if diagnosis is not None:
+                raise diagnosis from err
+            if isinstance(err, RuntimeError):
+                raise DatasetNotFoundError(
+                    f"{self.name}: {err} (root {str(root)!r})."
+                ) from err
             raise IDXFormatError(
                 f"{self.name}: torchvision cannot parse the IDX files in "
                 f"{str(raw)!r}; check them with lightly_simmim.data.read_idx."
             ) from err
-        return dataset
+        if len(dataset.data) != len(dataset.targets):
+            # torchvision pairs images and labels without comparing the counts.
+            diagnosis = _diagnose(self.name, root, raw)
+            if diagnosis is not None:
+                raise diagnosis
+        labelled: LabelledDataset = dataset  # torchvision's classes are untyped
+        return labelled
 
     def num_classes(self, root: Path | None) -> int:
         return len(self.cls.classes)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -107,3 +109,74 @@ def test_build_dataset__fashion_mnist_truncated_gz_is_format_error(
     path.write_bytes(path.read_bytes()[:-20])
     with pytest.raises(IDXFormatError, match=r"train-images-idx3-ubyte\.gz"):
         build_dataset("fashion-mnist", root=tmp_path)
+
+
+def test_build_dataset__empty_gz_is_refused_and_nothing_is_cached(
+    tmp_path: Path, fake_mnist: MnistWriter
+) -> None:
+    """A decompressed copy is checked before it is kept: a broken one used to be
+    read on every later run, also after the .gz was replaced with a good one."""
+    fake_mnist(tmp_path)
+    good = (tmp_path / "train-images-idx3-ubyte.gz").read_bytes()
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(b"")
+    with pytest.raises(IDXFormatError) as info:
+        build_dataset("fashion-mnist", root=tmp_path)
+    message = str(info.value)
+    assert "train-images-idx3-ubyte.gz: not an IDX file" in message
+    assert "nothing was decompressed from it" in message
+    raw = tmp_path / "FashionMNIST" / "raw"
+    assert not (raw / "train-images-idx3-ubyte").exists()
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(good)
+    assert len(build_dataset("fashion-mnist", root=tmp_path)) == 20
+
+
+def test_build_dataset__a_replaced_gz_is_decompressed_again(
+    tmp_path: Path, fake_mnist: MnistWriter
+) -> None:
+    fake_mnist(tmp_path, n_train=20)
+    build_dataset("fashion-mnist", root=tmp_path)  # decompresses
+    fake_mnist(tmp_path, n_train=30)  # newer .gz files replace the old ones
+    for archive in tmp_path.glob("*.gz"):
+        os.utime(archive, (time.time() + 10, time.time() + 10))
+    assert len(build_dataset("fashion-mnist", root=tmp_path)) == 30
+
+
+@pytest.mark.parametrize(
+    ("file", "content", "expected"),
+    [
+        ("t10k-labels-idx1-ubyte", None, "t10k-labels-idx1-ubyte: not an IDX file"),
+        (
+            "train-labels-idx1-ubyte",
+            np.zeros(7, dtype=np.uint8),
+            "train-images-idx3-ubyte of shape (20, 28, 28) and "
+            "train-labels-idx1-ubyte of shape (7,)",
+        ),
+        (
+            "t10k-images-idx3-ubyte",
+            np.zeros((8, 28, 28), dtype=np.int8),
+            "holds torch.int8 values; the published files hold uint8",
+        ),
+    ],
+    ids=["not-idx", "counts-differ", "int8"],
+)
+def test_build_dataset__a_broken_decompressed_file_is_named(
+    tmp_path: Path,
+    fake_mnist: MnistWriter,
+    make_idx: Callable[..., bytes],
+    file: str,
+    content: np.ndarray | None,
+    expected: str,
+) -> None:
+    """torchvision's own errors (an assert, a reshape, a dtype TypeError) name no
+    file; the message names the file, what is wrong and where it came from."""
+    raw = tmp_path / "FashionMNIST" / "raw"
+    fake_mnist(raw, compress=False)
+    if content is None:
+        (raw / file).write_bytes(b"junk\n")
+    else:
+        code = 0x09 if content.dtype == np.int8 else 0x08
+        (raw / file).write_bytes(make_idx(content, code))
+    with pytest.raises(IDXFormatError) as info:
+        build_dataset("fashion-mnist", root=tmp_path, train=file.startswith("train"))
+    assert "fashion-mnist: " in str(info.value)
+    assert expected in str(info.value)
