@@ -295,16 +295,25 @@ def checked_run_folder(
                 f"Checkpoint {str(checkpoint)!r} does not exist."
             )
         return folder, checkpoint
+    # Any checkpoint counts: a full disk can leave epoch=000.ckpt without last.ckpt.
+    saved = sorted((folder / CHECKPOINT_DIR).glob("*.ckpt"))
     if resume and not last.is_file():
+        if saved:
+            raise NothingToResumeError(
+                f"{str(folder)!r} has no {CHECKPOINT_DIR}/{LAST_CHECKPOINT}, but "
+                f"{saved[-1].name}: resume from it with `lightly-simmim pretrain "
+                f"--resume {saved[-1]}`."
+            )
         raise NothingToResumeError(
             f"Nothing to resume in {str(folder)!r}: there is no {CHECKPOINT_DIR}/"
             f"{LAST_CHECKPOINT} (the run stopped before its first checkpoint, or this "
             "is not a run folder). Start it again without --resume."
         )
-    if not resume and last.is_file():
+    if not resume and saved:
+        newest = folder if last.is_file() else saved[-1]
         raise FileExistsError(
             f"Run folder {str(folder)!r} already holds a checkpoint. Continue it with "
-            f"`lightly-simmim pretrain --resume {folder}`, or start a new run with "
+            f"`lightly-simmim pretrain --resume {newest}`, or start a new run with "
             "--set name=<new name> (or another output_dir)."
         )
     return folder, last

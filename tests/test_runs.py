@@ -17,6 +17,7 @@ from lightly_simmim.build import build_method
 from lightly_simmim.config import Config, dump_config, load_config
 from lightly_simmim.runs import (
     NothingToResumeError,
+    checked_run_folder,
     find_run,
     load_config_for_resume,
     load_run,
@@ -138,3 +139,22 @@ def test_load_config_for_resume__folder_without_run_is_refused(
     with pytest.raises(NothingToResumeError, match="Nothing to resume") as info:
         load_config_for_resume(tmp_path)
     assert isinstance(info.value, FileNotFoundError)
+
+
+def test_checked_run_folder__epoch_file_without_last_checkpoint(
+    config: Config,
+) -> None:
+    """A full disk can stop a run after epoch=000.ckpt and before last.ckpt: the
+    resume points to the epoch file, and a fresh start into the folder (which would
+    write over it) is refused."""
+    folder = run_dir(config)
+    folder.mkdir(parents=True)
+    _write_run(folder, config, "epoch=000.ckpt", "epoch=001.ckpt")
+    epoch = folder / "checkpoints" / "epoch=001.ckpt"
+    with pytest.raises(NothingToResumeError) as info:
+        checked_run_folder(config, resume=True, checkpoint=None)
+    assert f"--resume {epoch}`" in str(info.value)
+    with pytest.raises(FileExistsError, match="already holds a checkpoint") as refused:
+        checked_run_folder(config, resume=False, checkpoint=None)
+    assert f"--resume {epoch}`" in str(refused.value)
+    assert checked_run_folder(config, resume=True, checkpoint=epoch) == (folder, epoch)

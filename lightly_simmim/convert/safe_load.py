@@ -213,6 +213,11 @@ def read_official_checkpoint(path: str | os.PathLike[str]) -> OfficialCheckpoint
             torch never unpickles), or not an official SimMIM checkpoint.
     """
     path = Path(path)
+    if path.is_dir():
+        raise FileNotFoundError(
+            f"{str(path)!r} is a folder; convert takes the official checkpoint file "
+            "itself (e.g. simmim_pretrain__vit_base__img224__800ep.pth)."
+        )
     if not path.is_file():
         raise FileNotFoundError(f"Checkpoint {str(path)!r} does not exist.")
     entries, config, epoch = _entries(_load_inert(path), path)

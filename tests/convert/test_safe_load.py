@@ -185,3 +185,5 @@ def test_read_official_checkpoint__truncated_file(tmp_path: Path) -> None:
 def test_read_official_checkpoint__missing_file(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="does not exist"):
         read_official_checkpoint(tmp_path / "nope.pth")
+    with pytest.raises(FileNotFoundError, match="is a folder; convert takes"):
+        read_official_checkpoint(tmp_path)
