@@ -33,6 +33,14 @@ def _snapshot(folder: Path) -> dict[str, str]:
     }
 
 
+def _resume(
+    run_cli: Cli, folder: Path, *overrides: str
+) -> subprocess.CompletedProcess[str]:
+    """``lightly-simmim pretrain --resume FOLDER [--set OVERRIDES]``."""
+    settings = ("--set", *overrides) if overrides else ()
+    return run_cli("pretrain", "--resume", str(folder), *settings)
+
+
 @pytest.fixture
 def run(
     run_cli: Cli, pretrain_args: Callable[..., list[str]], tmp_path: Path
@@ -176,9 +184,7 @@ def test_resume__changing_the_model_is_refused_and_the_folder_untouched(
 ) -> None:
     folder = run()
     before = _snapshot(folder)
-    result = run_cli(
-        "pretrain", "--resume", str(folder), "--set", "encoder.kwargs.embed_dim=32"
-    )
+    result = _resume(run_cli, folder, "encoder.kwargs.embed_dim=32")
     err = assert_user_error(result, 2)
     assert "A resume cannot change encoder.kwargs.embed_dim (64 -> 32)" in err
     assert "A resume may change: trainer.epochs" in err and "schedule.*" in err
@@ -302,15 +308,8 @@ def test_resume__a_changed_schedule_applies_from_the_resumed_step(
     run_cli: Cli, run: Callable[..., Path]
 ) -> None:
     folder = run()
-    result = run_cli(
-        "pretrain",
-        "--resume",
-        str(folder),
-        "--set",
-        "trainer.epochs=3",
-        "optim.base_lr=0.01",
-        "schedule.name=constant",
-    )
+    changes = ("trainer.epochs=3", "optim.base_lr=0.01", "schedule.name=constant")
+    result = _resume(run_cli, folder, *changes)
     assert result.returncode == 0, result.stderr
     assert "with changed settings, applied from this step on" in result.stdout
     assert "optim.base_lr 0.002 -> 0.01" in result.stdout
@@ -339,7 +338,7 @@ def test_truncated_last_checkpoint__offers_the_intact_epoch_file(
         "truncated, corrupt or not a PyTorch checkpoint" in err
         and f"--resume {intact}" in err
     )
-    resumed = run_cli("pretrain", "--resume", str(intact), "--set", "trainer.epochs=3")
+    resumed = _resume(run_cli, intact, "trainer.epochs=3")
     assert resumed.returncode == 0, resumed.stderr
     assert "from epoch=001.ckpt" in resumed.stdout
 
@@ -356,13 +355,13 @@ def test_resume__ending_before_the_checkpoint_is_refused_and_the_folder_untouche
         ("trainer.epochs=1", "resume with trainer.epochs of at least 2"),
         ("trainer.max_steps=3", "resume with trainer.max_steps of at least 4"),
     ]:
-        result = run_cli("pretrain", "--resume", str(folder), "--set", override)
+        result = _resume(run_cli, folder, override)
         err = assert_user_error(result, 2)
         assert expected in err, (override, err)
         assert _snapshot(folder) == before  # config.yaml included
     # The folder still resumes with its own length (Lightning used to refuse it
     # from then on: config.yaml had been rewritten before the refusal).
-    resumed = run_cli("pretrain", "--resume", str(folder))
+    resumed = _resume(run_cli, folder)
     assert resumed.returncode == 0, resumed.stderr
 
 
@@ -393,11 +392,9 @@ def test_nan_loss__checkpoints_of_the_blown_up_weights_are_set_aside(
     folder = run()  # 2 epochs of 2 steps: epoch=001.ckpt and last.ckpt at step 4
     checkpoints = folder / "checkpoints"
     good = (checkpoints / "epoch=001.ckpt").read_bytes()
-    result = run_cli(
-        "pretrain",
-        "--resume",
-        str(folder),
-        "--set",
+    result = _resume(
+        run_cli,
+        folder,
         "trainer.epochs=3",
         "optim.base_lr=1e30",  # step 5's update blows the weights up
         "schedule.warmup_epochs=0",
@@ -414,8 +411,6 @@ def test_nan_loss__checkpoints_of_the_blown_up_weights_are_set_aside(
     # The folder continues from the good weights.
     assert f"--resume {folder} --set optim.base_lr=" in result.stderr
     # The folder continues from the good weights, at the run's own rate.
-    resumed = run_cli(
-        "pretrain", "--resume", str(folder), "--set", "optim.base_lr=0.002"
-    )
+    resumed = _resume(run_cli, folder, "optim.base_lr=0.002")
     assert resumed.returncode == 0, resumed.stderr
     assert "from last.ckpt (step 4, epoch 1)" in resumed.stdout
