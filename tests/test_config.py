@@ -79,6 +79,20 @@ def test_load_config__bad_files(tmp_path: Path) -> None:
         load_config(_write(tmp_path, "- 1\n- 2\n"))
 
 
+def test_load_config__a_key_given_twice_is_refused(tmp_path: Path) -> None:
+    """PyYAML keeps the last of two equal keys silently; a config may not."""
+    text = "method:\n  name: simmim\n  mask_ratio: 0.6\n  mask_ratio: 0.75\n"
+    with pytest.raises(ConfigError) as error:
+        load_config(_write(tmp_path, text))
+    assert "found the key 'mask_ratio' twice (first on line 3)" in str(error.value)
+    with pytest.raises(ConfigError, match="found the key 'mask_ratio' twice"):
+        load_config(None, ["method={mask_ratio: 0.5, mask_ratio: 0.6}"])
+    # A merge key may still be overridden, as YAML means it.
+    merged = "defaults: &d\n  epochs: 3\ntrainer:\n  <<: *d\n  epochs: 4\n"
+    with pytest.raises(ConfigError, match="Unknown config key 'defaults'"):
+        load_config(_write(tmp_path, merged))
+
+
 def test_apply_overrides__needs_equals() -> None:
     with pytest.raises(ConfigError, match=r"section\.key=value"):
         apply_overrides({}, ["optim.base_lr"])

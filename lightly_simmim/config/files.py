@@ -16,6 +16,7 @@ from lightly_simmim.config.parse import (
     ConfigError,
     apply_overrides,
     from_dict,
+    load_yaml,
     method_section,
 )
 from lightly_simmim.config.schema import Config
@@ -124,7 +125,7 @@ def config_from_values(values: Mapping[str, object]) -> Config:
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
-    """Parses a YAML mapping with ``yaml.safe_load``.
+    """Parses a YAML mapping with ``yaml.safe_load``, refusing duplicate keys.
 
     The values are untyped, as ``yaml.safe_load`` returns them: the readers check
     them key by key (:func:`~lightly_simmim.config.parse.from_dict`).
@@ -133,7 +134,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
         ConfigError: If the file cannot be read, is not YAML or not a mapping.
     """
     try:
-        loaded = yaml.safe_load(path.read_text())
+        loaded = load_yaml(path.read_text())
     except yaml.YAMLError as error:
         raise ConfigError(f"{path} is not valid YAML: {error}") from error
     except (OSError, UnicodeDecodeError) as error:

@@ -140,12 +140,55 @@ def from_dict(cls: type[T], values: Mapping[str, object], prefix: str = "") -> T
         ) from error
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping.
+
+    PyYAML keeps the last of two equal keys without a word, so a setting written
+    twice (``mask_ratio: 0.6`` ... ``mask_ratio: 0.75``) would be half ignored.
+    Merge keys (``<<: *defaults``) may still be overridden: they are not compared.
+    """
+
+    def construct_mapping(
+        self, node: yaml.MappingNode, deep: bool = False
+    ) -> dict[object, object]:
+        seen: dict[object, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # unhashable: the base class says so
+                continue
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found the key {key!r} twice (first on line {first.line + 1}); "
+                    "keep one",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str) -> object:
+    """``yaml.safe_load`` that refuses duplicate keys.
+
+    Raises:
+        yaml.YAMLError: The text is not YAML, or a mapping repeats a key.
+    """
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no objects
+
+
 def _parse_value(item: str, text: str) -> object:
     # YAML scalars: numbers, true/false, null, [lists] and {maps} work on the CLI.
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except yaml.YAMLError as error:
-        reason = str(error).splitlines()[0]
+        # A marked error's problem ("found the key 'a' twice") over its context.
+        problem = getattr(error, "problem", None)
+        reason = problem if isinstance(problem, str) else str(error).splitlines()[0]
         raise ConfigError(
             f"Override '{item}': the value is not YAML ({reason})."
         ) from None
