@@ -46,6 +46,7 @@ from lightly_simmim.callbacks import (
 )
 from lightly_simmim.checkpoints import (
     CHECKPOINT_DIR,
+    LAST_CHECKPOINT,
     AtomicCheckpointIO,
     check_weights_fit,
     remove_stale_temporaries,
@@ -213,13 +214,34 @@ def _fit(
         )
         # Lightning's own use of a deprecated torch API, nothing a user can act on.
         warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")
-        trainer.fit(
-            model,
-            train_dataloaders=loaders[0],
-            val_dataloaders=loaders[1],
-            ckpt_path=None if checkpoint is None else str(checkpoint),
-            weights_only=True,
+        try:
+            trainer.fit(
+                model,
+                train_dataloaders=loaders[0],
+                val_dataloaders=loaders[1],
+                ckpt_path=None if checkpoint is None else str(checkpoint),
+                weights_only=True,
+            )
+        except SystemExit:
+            # Lightning turns Ctrl+C into sys.exit(1) after a graceful shutdown,
+            # saying nothing of the run; say where it can continue from.
+            if trainer.interrupted and trainer.is_global_zero:
+                print(_interrupted_hint(run_dir(config)), file=sys.stderr, flush=True)
+            raise
+
+
+def _interrupted_hint(folder: Path) -> str:
+    """What an interrupted pretraining leaves, and how to continue it."""
+    if (folder / CHECKPOINT_DIR / LAST_CHECKPOINT).is_file():
+        return (
+            f"lightly-simmim pretrain: interrupted; {folder} keeps its last "
+            f"checkpoint: continue with `lightly-simmim pretrain --resume {folder}`."
         )
+    return (
+        f"lightly-simmim pretrain: interrupted before the first checkpoint of "
+        f"{folder}; start it again (trainer.checkpoint_every_n_steps saves within "
+        "an epoch)."
+    )
 
 
 def _peak_memory(device: torch.device) -> PeakMemory:

@@ -128,6 +128,24 @@ def test_pretrain__each_method_runs_through_cli(
         assert pngs == ["epoch_000.png", "final.png"]
 
 
+def _start_until(file: Path, args: list[str], cwd: Path) -> subprocess.Popen[str]:
+    """``lightly-simmim ARGS`` started in the background, returned once ``file``
+    exists (the run's first checkpoint) while it is still running."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lightly_simmim.cli", *args],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not file.exists():
+        assert process.poll() is None, process.communicate()[1]
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    return process
+
+
 @pytest.mark.slow
 def test_pretrain__sigkill_mid_epoch_then_resume_to_completion(
     tmp_path: Path,
@@ -141,18 +159,7 @@ def test_pretrain__sigkill_mid_epoch_then_resume_to_completion(
     )
     run = _run_folder(tmp_path, "simmim")
     last = run / "checkpoints" / "last.ckpt"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "lightly_simmim.cli", *args],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 120
-    while not last.exists():
-        assert process.poll() is None, process.communicate()[1]
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    process = _start_until(last, args, tmp_path)
     process.send_signal(signal.SIGKILL)
     process.communicate()
     killed_at = load_checkpoint(last)["global_step"]
@@ -172,6 +179,26 @@ def test_pretrain__sigkill_mid_epoch_then_resume_to_completion(
     assert (run / "checkpoints" / "epoch=001.ckpt").is_file()
     # One CSV log per start: the killed one and the resumed one.
     assert len(list((run / "logs" / "csv").glob("version_*"))) == 2
+
+
+@pytest.mark.slow
+def test_pretrain__ctrl_c_says_how_to_continue(
+    tmp_path: Path, pretrain_args: Callable[..., list[str]]
+) -> None:
+    """Lightning turns Ctrl+C into exit 1 with "attempting graceful shutdown" and
+    nothing about the run; the user learns what is kept and the command to resume."""
+    args = pretrain_args(
+        "data.limit_train=320", "trainer.epochs=2", "trainer.checkpoint_every_n_steps=3"
+    )
+    last = _run_folder(tmp_path, "simmim") / "checkpoints" / "last.ckpt"
+    process = _start_until(last, args, tmp_path)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 1, err
+    run = _run_folder(tmp_path, "simmim")
+    assert f"interrupted; {run} keeps its last checkpoint" in err
+    assert f"`lightly-simmim pretrain --resume {run}`" in err
+    assert "Traceback" not in err
 
 
 # A third-party method plugin, installed only for the DDP test: SimMIM that records a
