@@ -147,7 +147,9 @@ class _Runner:
                     f"Pretraining {label!r} failed (exit status {returncode}); its "
                     "messages are above. Fix the cause and run the same benchmark "
                     f"command again: finished rows are kept and {label!r} resumes "
-                    "from its last checkpoint."
+                    "from its last checkpoint. A fix that changes the row's config "
+                    f"(a lower learning rate) needs {str(folder)!r} deleted first: "
+                    "it records the config it was trained with."
                 )
         metrics: JsonDict = json.loads(metrics_path.read_text())
         return metrics

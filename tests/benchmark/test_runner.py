@@ -86,9 +86,14 @@ def test_run_benchmark__failed_pretraining_says_how_to_go_on(
 ) -> None:
     # 10 images make no batch of 64: the pretrain child exits with status 2.
     benchmark = _smoke(tmp_path, "base.data.limit_train=10")
-    with pytest.raises(BenchmarkError, match="'simmim' failed \\(exit status 2\\)"):
+    failed = "'simmim' failed \\(exit status 2\\)"
+    with pytest.raises(BenchmarkError, match=failed) as info:
         run_benchmark(benchmark)
     assert "make no full batch" in capfd.readouterr().err
+    # The way on names the folder a config-changing fix must delete first.
+    assert f"needs {str(tmp_path / 'runs' / 'simmim')!r} deleted first" in str(
+        info.value
+    )
 
 
 def test_evaluation_sections__change_the_evaluation_not_the_run(
