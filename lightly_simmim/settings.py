@@ -49,8 +49,9 @@ class Bounds:
     lt: float | None = None
 
     def admits(self, value: float) -> bool:
-        """Whether ``value`` lies in the interval (NaN never does)."""
-        if math.isnan(value):
+        """Whether ``value`` lies in the interval (NaN and infinities never do: no
+        setting here means anything by them, and ``--lr inf`` trained to NaN)."""
+        if not math.isfinite(value):
             return False
         return not (
             (self.ge is not None and value < self.ge)

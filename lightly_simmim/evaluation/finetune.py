@@ -58,6 +58,7 @@ import pytorch_lightning as pl
 from torch import nn
 from torch.utils.data import Dataset
 
+from lightly_simmim.callbacks import NonFiniteLossError
 from lightly_simmim.evaluation._rng import seeded
 from lightly_simmim.evaluation.classifier import (
     drop_path_rate,
@@ -270,6 +271,15 @@ def _result(module: FinetuneModule, settings: JsonDict) -> FinetuneResult:
         )
         for epoch, record in sorted(module.history.items())
     ]
+    diverged = [r["epoch"] for r in history if not math.isfinite(r["train_loss"])]
+    if diverged:
+        # Accuracy after a NaN loss is noise, not a result: stop before it is written.
+        raise NonFiniteLossError(
+            f"The fine-tune's training loss became NaN or infinite (epoch "
+            f"{diverged[0]}); its accuracy is not a result and was not written. Try a "
+            "lower learning rate (--lr, finetune.base_lr), full precision or gradient "
+            "clipping (finetune.clip_grad)."
+        )
     last = history[-1]
     # max() keeps the first of equal values: the earliest epoch on ties.
     best = max(history, key=lambda record: record["top1"])

@@ -6,6 +6,10 @@ import torch.nn.functional as F
 from lightly.utils.benchmarking import knn_predict
 from torch import Tensor
 
+#: The lowest temperature whose vote weights exp(similarity / T), similarity <= 1,
+#: stay finite in float32 (exp overflows above 88.7): 1 / 88.7 = 0.0113, rounded up.
+MIN_TEMPERATURE = 0.012
+
 
 def knn_accuracy(
     train_features: Tensor,
@@ -37,10 +41,17 @@ def knn_accuracy(
         ``{"top1": percent, "top5": percent}`` (top5 is over min(5, classes)).
 
     Raises:
-        ValueError: On empty or mismatched inputs.
+        ValueError: On empty or mismatched inputs, or a temperature below
+            :data:`MIN_TEMPERATURE`.
     """
     if len(train_features) == 0 or len(test_features) == 0:
         raise ValueError("kNN needs at least one train and one test feature.")
+    if not temperature >= MIN_TEMPERATURE:
+        raise ValueError(
+            f"kNN temperature {temperature} is below {MIN_TEMPERATURE}: the vote "
+            "weights exp(similarity / temperature) overflow float32 there, and every "
+            "prediction would be noise."
+        )
     if len(train_features) != len(train_labels) or len(test_features) != len(
         test_labels
     ):

@@ -69,6 +69,9 @@ def _cases() -> Iterator[tuple[str, str, object]]:
             is_list = any(typing.get_origin(o) is list for o in _options(annotation))
             yield key, "out of range", [value] if is_list else value
             yield key, "NaN", [float("nan")] if is_list else float("nan")
+            if float in _options(annotation) and not is_list:
+                # Above every lower bound, but no setting means anything by it.
+                yield key, "infinity", float("inf")
 
 
 CASES = list(_cases())
@@ -86,6 +89,8 @@ def test_every_field__cases_cover_the_schema() -> None:
 def _yaml(value: object) -> str:
     if isinstance(value, float) and value != value:
         return ".nan"
+    if value == float("inf"):
+        return ".inf"
     if isinstance(value, list):
         return "[" + ", ".join(_yaml(v) for v in value) + "]"
     if isinstance(value, dict):

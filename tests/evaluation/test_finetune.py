@@ -1,5 +1,6 @@
 """Tests for fine-tuning: layer decay, schedule, and learning a tiny task."""
 
+import dataclasses
 import json
 import math
 import re
@@ -281,6 +282,29 @@ def test_finetune__vit_from_scratch_learns_and_is_deterministic(
     )
     again = finetune(encoder, **run)
     assert again["history"] == result["history"]
+
+
+def test_finetune__a_nan_loss_is_an_error_and_nothing_is_written(
+    tmp_path: Path, tiny_model: TinyModel
+) -> None:
+    """A fine-tune whose loss became NaN reported ~chance accuracy with exit 0 and
+    replaced an earlier good finetune.json; now it stops before writing."""
+    (tmp_path / "finetune.json").write_text('{"top1": 80.0}')
+    recipe = dataclasses.replace(
+        SHORT, epochs=2, warmup_epochs=0, base_lr=1e12, clip_grad=None
+    )
+    with pytest.raises(FloatingPointError, match="loss became NaN or infinite"):
+        finetune(
+            from_timm(tiny_model("vit")),
+            _color_task(64),
+            _color_task(32, seed=1),
+            4,
+            recipe,
+            train_transform=None,
+            eval_transform=None,
+            output_dir=tmp_path,
+        )
+    assert json.loads((tmp_path / "finetune.json").read_text()) == {"top1": 80.0}
 
 
 def test_finetune__convnext_default_transforms_and_mixup(tiny_model: TinyModel) -> None:
