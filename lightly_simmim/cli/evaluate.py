@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from lightly_simmim.cli.common import HELP_FORMATTER, Subparsers, add_overrides
 
@@ -123,6 +124,26 @@ def recipe_options(args: argparse.Namespace) -> dict[str, object]:
     return options
 
 
+def _check_output(output: Path, folder: Path) -> None:
+    """Refuses an ``--output`` that is a folder or lies in the run folder.
+
+    Raises:
+        ValueError: Naming the path and where to write instead.
+    """
+    if str(output) == "" or output.is_dir():
+        raise ValueError(
+            f"--output {str(output)!r} is a folder; give the JSON file's name."
+        )
+    inside = output.resolve().is_relative_to(folder.resolve())
+    if inside:
+        # config.yaml, a checkpoint or eval/<protocol>.json would be replaced.
+        raise ValueError(
+            f"--output {str(output)!r} lies in the run folder {str(folder)!r}, whose "
+            f"files it could replace; write it elsewhere (the result is written to "
+            f"{str(folder / 'eval')!r} anyway)."
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     """Evaluates the run, prints top-1 / top-5 and writes the result files.
 
@@ -135,7 +156,10 @@ def run(args: argparse.Namespace) -> int:
     # Lazy imports keep Lightning out of `lightly-simmim --help`.
     from lightly_simmim.atomic import atomic_write
     from lightly_simmim.evaluation.protocol import evaluate_run, is_global_zero
+    from lightly_simmim.runs import find_run
 
+    if args.output is not None:  # checked before a possibly long evaluation
+        _check_output(Path(args.output), find_run(args.run)[0])
     result, path = evaluate_run(
         args.run,
         args.protocol,

@@ -29,6 +29,30 @@ def test_evaluate__knn_of_a_run_is_the_end_of_training_knn(
     assert json.loads(report.read_text())["knn"]["top1"] == trained["top1"]
 
 
+def test_evaluate__output_in_the_run_folder_or_a_folder_is_refused_first(
+    tmp_path: Path,
+    pretrained_run: Callable[[str], Path],
+    run_main: Callable[..., object],
+    assert_user_error: Callable[..., str],
+) -> None:
+    """--output used to replace config.yaml or last.ckpt with the result JSON (exit
+    0), and a folder failed only after the whole evaluation."""
+    run = pretrained_run("vit")
+    before = {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+
+    def refused(output: Path) -> str:
+        result = run_main("evaluate", str(run), "--output", str(output))
+        return assert_user_error(result, 2)
+
+    for target in (run / "config.yaml", run / "checkpoints" / "last.ckpt"):
+        err = refused(target)
+        assert "lies in the run folder" in err and "write it elsewhere" in err
+    err = refused(tmp_path)
+    assert "is a folder; give the JSON file's name" in err
+    after = {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+    assert after == before
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("protocol", "options"),
