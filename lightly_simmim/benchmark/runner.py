@@ -31,7 +31,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -298,6 +298,23 @@ class _Runner:
         write_report(self.rows, self.output_dir, self.benchmark, self.command)
 
 
+def _check_no_baseline_label(
+    benchmark: BenchmarkConfig, configs: Mapping[str, Config]
+) -> None:
+    """Refuses a method row labelled as a baseline row the benchmark adds: the two
+    would share a run folder and be averaged as if they were seeds of one row."""
+    baselines = benchmark.baselines
+    added = {FROM_SCRATCH: baselines.from_scratch, RAW_PIXELS: baselines.raw_pixels}
+    if baselines.single_token is not None:
+        added[f"{baselines.single_token}-single-token"] = True
+    for label, on in added.items():
+        if on and label in configs:
+            raise ConfigError(
+                f"methods.{label}: this benchmark adds a baseline row of that name; "
+                "rename the method row."
+            )
+
+
 def run_benchmark(benchmark: BenchmarkConfig, command: str | None = None) -> Path:
     """Runs a whole benchmark and writes ``results.{md,csv,json}`` and the plots.
 
@@ -315,6 +332,7 @@ def run_benchmark(benchmark: BenchmarkConfig, command: str | None = None) -> Pat
             a run of a different config.
     """
     configs = method_configs(benchmark)
+    _check_no_baseline_label(benchmark, configs)
     # Build every method once before anything trains: an unknown method, a bad
     # option or mask settings that do not fit the encoder fail now.
     methods = {k: build_method(c, with_classes=False) for k, c in configs.items()}

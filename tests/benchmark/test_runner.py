@@ -61,6 +61,20 @@ def test_run_benchmark__single_token_of_a_non_masked_row(tmp_path: Path) -> None
     assert not (tmp_path / "runs").exists()  # refused before anything trained
 
 
+@pytest.mark.parametrize("label", ["from-scratch", "raw-pixels", "simmim-single-token"])
+def test_run_benchmark__a_method_row_named_as_a_baseline_is_refused(
+    tmp_path: Path, label: str
+) -> None:
+    """Such a row shared the baseline's run folder and was averaged with it as if
+    they were two seeds of one row (exit 0)."""
+    benchmark = _smoke(
+        tmp_path, f"methods.{label}={{method: {{name: simmim, mask_patch_size: 8}}}}"
+    )
+    with pytest.raises(ConfigError, match=f"methods.{label}: this benchmark adds"):
+        run_benchmark(benchmark)
+    assert not (tmp_path / "runs").exists()  # refused before anything trained
+
+
 def test_run_benchmark__missing_data_names_the_benchmark_key(tmp_path: Path) -> None:
     benchmark = _smoke(
         tmp_path, "base.data.dataset=fashion-mnist", f"base.data.root={tmp_path}/no"
