@@ -201,13 +201,47 @@ class FinetuneRecipe(Checked):
                 "cutmix_alpha to 0",
             )
         policy = self.auto_augment
-        if policy is not None and policy.split("-")[0] not in _AUTO_AUGMENT_POLICIES:
-            raise SettingError(
-                "auto_augment",
-                policy,
-                "must be a timm policy such as 'rand-m9-mstd0.5-inc1', "
-                "'augmix-m5-w3', 'original' or 'v0', or null for none",
-            )
+        if policy is not None:
+            problem = _auto_augment_problem(policy)
+            if problem is not None:
+                raise SettingError(
+                    "auto_augment",
+                    policy,
+                    f"is not a timm policy ({problem}); use one such as "
+                    "'rand-m9-mstd0.5-inc1', 'augmix-m5-w3', 'original' or 'v0', or "
+                    "null for none",
+                )
+
+
+def _auto_augment_problem(policy: str) -> str | None:
+    """Why timm would not build ``policy`` as written, or None.
+
+    timm skips a section without a number (``rand-m9-bogus`` is ``rand-m9``: another
+    policy than the one written) and stops with an assert or a ValueError on an
+    unknown one, after the fine-tune started; the policy is built here instead.
+    """
+    # Imported here: the recipes are read without importing timm's data pipeline.
+    from timm.data.auto_augment import (
+        augment_and_mix_transform,
+        auto_augment_transform,
+        rand_augment_transform,
+    )
+
+    name, *sections = policy.split("-")
+    if name not in _AUTO_AUGMENT_POLICIES:
+        return f"unknown policy {name!r}"
+    blank = [section for section in sections if not any(c.isdigit() for c in section)]
+    if blank:
+        return f"section {blank[0]!r} has no value, and timm would ignore it"
+    build = {
+        "rand": rand_augment_transform,
+        "augmix": augment_and_mix_transform,
+    }.get(name, auto_augment_transform)
+    try:
+        build(policy, {"translate_const": 100, "img_mean": (124, 116, 104)})
+    except (AssertionError, ValueError, KeyError, IndexError) as error:
+        return f"timm: {type(error).__name__}: {error}"
+    return None
 
 
 @dataclass(frozen=True)

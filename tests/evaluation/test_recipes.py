@@ -39,7 +39,17 @@ def test_override__unknown_field_and_out_of_range_value_raise() -> None:
     ("change", "match"),
     [
         ({"batch_size": 33}, "'batch_size' = 33 must be even with mixup"),
-        ({"auto_augment": "randaug-m9"}, "'auto_augment' = 'randaug-m9' must be"),
+        (
+            {"auto_augment": "randaug-m9"},
+            "'auto_augment' = 'randaug-m9' is not a timm policy .unknown policy",
+        ),
+        # Built by timm to check: these stopped the fine-tune with a traceback ...
+        ({"auto_augment": "rand-m9-zz5"}, "Unknown RandAugment config section"),
+        ({"auto_augment": "augmix-q3"}, "Unknown AugMix config section"),
+        ({"auto_augment": "rand-m9x"}, "invalid literal for int"),
+        # ... and timm silently skipped these sections: another policy was trained.
+        ({"auto_augment": "rand-m9-bogus"}, "section 'bogus' has no value"),
+        ({"auto_augment": "v0-zz"}, "section 'zz' has no value"),
         ({"head_init_scale": "big"}, "'head_init_scale' = 'big' must be 'auto'"),
         ({"mixup_prob": 1.5}, "'mixup_prob' = 1.5 must be in"),
     ],
