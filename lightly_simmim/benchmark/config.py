@@ -184,6 +184,11 @@ def load_benchmark_config(
     config = from_dict(BenchmarkConfig, values)
     if not config.methods:
         raise ConfigError(f"{path}: 'methods' lists no method to benchmark.")
+    if not config.protocols:
+        raise ConfigError(
+            f"protocols is empty: the benchmark would pretrain every row and measure "
+            f"nothing; list some of {list(PROTOCOLS)}."
+        )
     unknown = set(config.protocols) - set(PROTOCOLS)
     if unknown:  # from_dict checks Literal items; this is a second guard.
         raise ConfigError(f"Unknown protocols {sorted(unknown)}.")

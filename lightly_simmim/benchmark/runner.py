@@ -63,6 +63,7 @@ from lightly_simmim.evaluation.protocol import (
     knn_evaluate,
 )
 from lightly_simmim.evaluation.results import JsonDict
+from lightly_simmim.methods import PretrainMethod
 
 __all__ = ["BenchmarkError", "RawPixels", "run_benchmark", "single_token_config"]
 
@@ -298,6 +299,16 @@ class _Runner:
         write_report(self.rows, self.output_dir, self.benchmark, self.command)
 
 
+def _build_row(label: str, config: Config) -> PretrainMethod:
+    """The row's method, built to check it; an error names the row."""
+    try:
+        return build_method(config, with_classes=False)
+    except ConfigError:
+        raise  # config errors name their key already
+    except ValueError as error:  # sizes the method refuses (masks, channels)
+        raise ConfigError(f"methods.{label}: {error}") from error
+
+
 def _check_no_baseline_label(
     benchmark: BenchmarkConfig, configs: Mapping[str, Config]
 ) -> None:
@@ -335,7 +346,7 @@ def run_benchmark(benchmark: BenchmarkConfig, command: str | None = None) -> Pat
     _check_no_baseline_label(benchmark, configs)
     # Build every method once before anything trains: an unknown method, a bad
     # option or mask settings that do not fit the encoder fail now.
-    methods = {k: build_method(c, with_classes=False) for k, c in configs.items()}
+    methods = {k: _build_row(k, c) for k, c in configs.items()}
     rows: list[tuple[str, str, Config]] = [(k, "method", c) for k, c in configs.items()]
     single = benchmark.baselines.single_token
     if single is not None:

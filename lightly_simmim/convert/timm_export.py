@@ -169,7 +169,8 @@ def export_official_to_timm(
     existing = [str(path) for path in (target, side_file) if path.exists()]
     if existing and not overwrite:
         raise FileExistsError(
-            f"{existing[0]} exists; pass overwrite=True to replace it."
+            f"{existing[0]} exists; replace it with --overwrite (overwrite=True "
+            "in Python)."
         )
     checkpoint = as_checkpoint(source)
     name, kwargs, state = to_timm(

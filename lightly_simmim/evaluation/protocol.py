@@ -139,7 +139,8 @@ def knn_evaluate(
     )
     return {
         **result,
-        "k": config.eval.knn_k,
+        # The neighbours voted: knn_accuracy clips k to the memory bank.
+        "k": min(config.eval.knn_k, len(features["memory"][1])),
         "temperature": config.eval.knn_temperature,
         "train_images": len(features["memory"][1]),
         "test_images": len(features["test"][1]),

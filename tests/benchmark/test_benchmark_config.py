@@ -92,6 +92,7 @@ def test_load_benchmark_config__overrides_address_the_benchmark_file() -> None:
         ),
         ({"methods": {"simmim": {}}, "linear": {"pooling": "max"}}, "pooling"),
         ({"methods": {"simmim": {}}, "seeds": []}, "non-empty list"),
+        ({"methods": {"simmim": {}}, "protocols": []}, "protocols is empty"),
         ({"methods": {"simmim": {}}, "seeds": [0, 0]}, "distinct"),
         ({"methods": {"simmim": {}}, "seeds": [-1]}, ">= 0"),
         ({"methods": {"simmim": {"seeds": [1, 1]}}}, r"methods\.simmim\.seeds"),

@@ -75,6 +75,13 @@ def test_run_benchmark__a_method_row_named_as_a_baseline_is_refused(
     assert not (tmp_path / "runs").exists()  # refused before anything trained
 
 
+def test_run_benchmark__a_row_the_method_refuses_is_named(tmp_path: Path) -> None:
+    benchmark = _smoke(tmp_path, "methods.simmim.method.mask_patch_size=32")
+    with pytest.raises(ConfigError, match=r"^methods\.simmim: mask_ratio 0\.6 masks"):
+        run_benchmark(benchmark)
+    assert not (tmp_path / "runs").exists()
+
+
 def test_run_benchmark__missing_data_names_the_benchmark_key(tmp_path: Path) -> None:
     benchmark = _smoke(
         tmp_path, "base.data.dataset=fashion-mnist", f"base.data.root={tmp_path}/no"

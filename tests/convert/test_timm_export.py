@@ -95,7 +95,7 @@ def test_export_official_to_timm__refuses_to_overwrite(tmp_path: Path) -> None:
     written = export_official_to_timm(checkpoint, tmp_path / "vit.safetensors")
     before = written.read_bytes()
 
-    with pytest.raises(FileExistsError, match="pass overwrite=True"):
+    with pytest.raises(FileExistsError, match="replace it with --overwrite"):
         export_official_to_timm(checkpoint, written)
     assert written.read_bytes() == before
 

@@ -147,3 +147,11 @@ def test_evaluate__linear_probe_on_two_ddp_processes_gathers_every_feature(
     # floating-point differences between batch compositions).
     assert abs(shared["top1"] - alone["top1"]) <= 100 / 33 + 1e-9
     assert shared["checkpoint"] == alone["checkpoint"]
+
+
+def test_evaluate_run__records_the_k_that_voted(
+    pretrained_run: Callable[[str], Path],
+) -> None:
+    """k is clipped to the memory bank; the result said k: 1000 for 32 images."""
+    result, _ = evaluate_run(pretrained_run("vit"), "knn", ["eval.knn_k=1000"])
+    assert result["k"] == result["train_images"] < 1000
