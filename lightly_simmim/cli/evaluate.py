@@ -130,7 +130,7 @@ def _check_output(output: Path, folder: Path) -> None:
     Raises:
         ValueError: Naming the path and where to write instead.
     """
-    if str(output) == "" or output.is_dir():
+    if output.is_dir():  # Path("") is "." too
         raise ValueError(
             f"--output {str(output)!r} is a folder; give the JSON file's name."
         )

@@ -140,36 +140,44 @@ def from_dict(cls: type[T], values: Mapping[str, object], prefix: str = "") -> T
         ) from error
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses a key given twice in one mapping.
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _refuse_duplicate_keys(root: yaml.Node | None) -> None:
+    """Raises on a mapping of the node tree that gives one key twice.
 
     PyYAML keeps the last of two equal keys without a word, so a setting written
     twice (``mask_ratio: 0.6`` ... ``mask_ratio: 0.75``) would be half ignored.
     Merge keys (``<<: *defaults``) may still be overridden: they are not compared.
+    Keys are compared as written, with their resolved tag.
     """
-
-    def construct_mapping(
-        self, node: yaml.MappingNode, deep: bool = False
-    ) -> dict[object, object]:
-        seen: dict[object, yaml.Mark] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=True)
-            try:
-                first = seen.get(key)
-            except TypeError:  # unhashable: the base class says so
-                continue
-            if first is not None:
-                raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping",
-                    node.start_mark,
-                    f"found the key {key!r} twice (first on line {first.line + 1}); "
-                    "keep one",
-                    key_node.start_mark,
-                )
-            seen[key] = key_node.start_mark
-        return super().construct_mapping(node, deep=deep)
+    pending = [] if root is None else [root]
+    visited: set[int] = set()  # an alias reuses its anchor's node
+    while pending:
+        node = pending.pop()
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[tuple[str, object], yaml.Mark] = {}
+            for key_node, value_node in node.value:
+                pending.extend((key_node, value_node))
+                if key_node.tag == _MERGE_TAG or not isinstance(
+                    key_node, yaml.ScalarNode
+                ):
+                    continue
+                key = (key_node.tag, key_node.value)
+                first = seen.setdefault(key, key_node.start_mark)
+                if first is not key_node.start_mark:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping",
+                        node.start_mark,
+                        f"found the key {key_node.value!r} twice (first on line "
+                        f"{first.line + 1}); keep one",
+                        key_node.start_mark,
+                    )
+        elif isinstance(node, yaml.SequenceNode):
+            pending.extend(node.value)
 
 
 def load_yaml(text: str) -> object:
@@ -178,7 +186,9 @@ def load_yaml(text: str) -> object:
     Raises:
         yaml.YAMLError: The text is not YAML, or a mapping repeats a key.
     """
-    return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no objects
+    # compose builds the node tree only (no objects), checked before loading.
+    _refuse_duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader))
+    return yaml.safe_load(text)
 
 
 def _parse_value(item: str, text: str) -> object:
